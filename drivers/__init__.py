@@ -1,0 +1,1 @@
+"""Sensor drivers: one sub-package per transport, each a pure protocol plus its I/O."""
