@@ -1,0 +1,1 @@
+"""Detectors: readings in, alerts out. All on the gateway, all explainable."""
