@@ -1,0 +1,58 @@
+"""`anxin run`: start the gateway service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from gateway import config, logs
+from gateway.cli.config_cmd import add_config_arg
+from gateway.clock import Clock
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the gateway (what the systemd unit starts)")
+    add_config_arg(p)
+    p.add_argument("--replay", metavar="FILE", type=Path,
+                   help="also play a recorded session (JSON lines of readings)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="replay speed factor; 0 plays as fast as possible (default 1)")
+    p.add_argument("--exit-at-end", action="store_true",
+                   help="stop when the replay has ended (for tests and rigs)")
+    p.add_argument("--no-uplink", action="store_true", help="do not connect to the broker")
+    p.add_argument("--no-hardware", action="store_true",
+                   help="do not open BLE or serial devices (replay and tests)")
+    p.add_argument("--db", metavar="PATH", help="override storage.path")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+    if args.db:
+        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, path=args.db))
+    logs.setup(cfg.logging.level, cfg.logging.format)
+    asyncio.run(run_service(cfg, args))
+    return 0
+
+
+async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
+    from gateway import assemble
+    from gateway.service import Service, open_store
+
+    clock = Clock()
+    store = open_store(cfg)
+    drivers = assemble.build_drivers(
+        cfg, store, clock, replay=args.replay, replay_speed=args.speed, hardware=not args.no_hardware
+    )
+    service = Service(
+        cfg,
+        drivers=drivers,
+        detectors=assemble.build_detectors(cfg, store, clock),
+        uplink_factory=None if args.no_uplink else assemble.uplink_factory(cfg),
+        store=store,
+        clock=clock,
+        stop_when_drivers_done=args.exit_at_end,
+    )
+    await service.run()
