@@ -606,6 +606,59 @@ def to_dict(cfg: Config, *, mask_secrets: bool = True) -> dict[str, Any]:
     return typing.cast(dict[str, Any], out)
 
 
+def reference_markdown() -> str:
+    """The config reference as Markdown tables, one per section, from the dataclasses."""
+    sections: list[tuple[str, type]] = [
+        ("[gateway]", GatewayConfig),
+        ("[[rooms]]", RoomConfig),
+        ("[[sensors]]", SensorConfig),
+        ("[uplink]", UplinkConfig),
+        ("[storage]", StorageConfig),
+        ("[detection.inactivity]", InactivityConfig),
+        ("[detection.rules]", RulesConfig),
+        ("[detection.fall]", FallConfig),
+        ("[logging]", LoggingConfig),
+        ("secrets file (top level and [keys])", SecretsConfig),
+    ]
+    out: list[str] = []
+    top = [f for f in dataclasses.fields(Config) if f.name == "secrets_file"]
+    out.append("| top-level key | type | default | meaning |\n| --- | --- | --- | --- |\n")
+    out.extend(_ref_row(f, Config) for f in top)
+    for title, cls in sections:
+        out.append(f"\n**{title}**\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |\n")
+        out.extend(_ref_row(f, cls) for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
+    return "".join(out)
+
+
+def _ref_row(f: dataclasses.Field[Any], cls: type) -> str:
+    hint = typing.get_type_hints(cls)[f.name]
+    if f.default is not dataclasses.MISSING:
+        default = "none" if f.default is None else f"`{json_default(f.default)}`"
+    elif f.default_factory is not dataclasses.MISSING:
+        default = "(table)"
+    else:
+        default = "**required**"
+    help_text = str(f.metadata.get("help", "")).replace("|", "\\|")
+    bounds = []
+    if f.metadata.get("min") is not None:
+        bounds.append(f"min {f.metadata['min']:g}")
+    if f.metadata.get("max") is not None:
+        bounds.append(f"max {f.metadata['max']:g}")
+    if bounds:
+        help_text += f" ({', '.join(bounds)})"
+    return f"| `{f.name}` | {_type_name(hint).replace('|', '/')} | {default} | {help_text} |\n"
+
+
+def json_default(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
 def default_config(gateway_id: str = "demo-gw", home: str = "demo-home") -> Config:
     """An embedded config for demos: no file needed."""
     return Config(gateway=GatewayConfig(id=gateway_id, home=home))

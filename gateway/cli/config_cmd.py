@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_arg(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML-like text")
     check.set_defaults(func=_check)
+    ref = csub.add_parser("reference", help="print the config reference (Markdown) from the code")
+    ref.set_defaults(func=_reference)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -53,3 +55,8 @@ def _print_tree(data: dict[str, object], prefix: str = "") -> None:
                 print(f"\n[[{name}]]")
                 if isinstance(item, dict):
                     _print_tree(item, prefix=f"{name}.")
+
+
+def _reference(args: argparse.Namespace) -> int:
+    print(config.reference_markdown(), end="")
+    return 0
