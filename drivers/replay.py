@@ -96,6 +96,7 @@ class ReplayDriver(Driver):
         clock: Clock | None = None,
         keep_time: bool = False,
         sensors: frozenset[str] | None = None,
+        start_at_epoch_s: float | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -103,6 +104,7 @@ class ReplayDriver(Driver):
         self.clock = clock or Clock()
         self.keep_time = keep_time
         self.sensors = sensors
+        self.start_at_epoch_s = start_at_epoch_s
         self.finished = False
 
     async def open(self) -> None:
@@ -117,6 +119,9 @@ class ReplayDriver(Driver):
                     yield lineno, stripped
 
     async def readings(self) -> AsyncIterator[Reading]:
+        if self.start_at_epoch_s is not None:
+            # A rig that shares this time base can measure latency from each line's offset.
+            await asyncio.sleep(max(0.0, self.start_at_epoch_s - time.time()))
         start = time.monotonic()
         first_ts: datetime | None = None
         for lineno, raw in self._lines():

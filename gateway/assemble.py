@@ -25,6 +25,7 @@ def build_drivers(
     replay: Path | None = None,
     replay_speed: float = 1.0,
     replay_keep_time: bool = False,
+    replay_start_at: float | None = None,
     hardware: bool = True,
 ) -> list[Driver]:
     """Drivers for the configured sensors, plus a replay of a recorded session if asked."""
@@ -32,7 +33,8 @@ def build_drivers(
     if replay is not None:
         paired = frozenset(s.id for s in cfg.sensors) or None
         drivers.append(
-            ReplayDriver(replay, speed=replay_speed, clock=clock, keep_time=replay_keep_time, sensors=paired)
+            ReplayDriver(replay, speed=replay_speed, clock=clock, keep_time=replay_keep_time, sensors=paired,
+                         start_at_epoch_s=replay_start_at)
         )
     return drivers
 

@@ -17,6 +17,7 @@ from gateway.errors import AnxinError
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.config_cmd",
     "gateway.cli.run_cmd",
+    "gateway.cli.hil_cmd",
 )
 
 

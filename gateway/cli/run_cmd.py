@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="also play a recorded session (JSON lines of readings)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed factor; 0 plays as fast as possible (default 1)")
+    p.add_argument("--replay-start-at", type=float, metavar="EPOCH_S",
+                   help="start the replay at this Unix time (a shared time base for HIL rigs)")
     p.add_argument("--exit-at-end", action="store_true",
                    help="stop when the replay has ended (for tests and rigs)")
     p.add_argument("--no-uplink", action="store_true", help="do not connect to the broker")
@@ -44,7 +46,8 @@ async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
     clock = Clock()
     store = open_store(cfg)
     drivers = assemble.build_drivers(
-        cfg, store, clock, replay=args.replay, replay_speed=args.speed, hardware=not args.no_hardware
+        cfg, store, clock, replay=args.replay, replay_speed=args.speed,
+        replay_start_at=args.replay_start_at, hardware=not args.no_hardware
     )
     service = Service(
         cfg,

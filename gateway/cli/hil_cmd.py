@@ -1,0 +1,39 @@
+"""`anxin hil run`: hardware-in-the-loop scenarios against the real gateway process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from gateway import hil
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("hil", help="hardware-in-the-loop scenarios (emulated or real sensors)")
+    hsub = p.add_subparsers(dest="hil_command", metavar="ACTION", required=True)
+    run = hsub.add_parser("run", help="run scenarios; exit 0 only if every expectation held")
+    run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO.yaml", help="scenario files")
+    run.add_argument("--broker", metavar="URL", help="use this broker instead of starting one")
+    run.add_argument("--config", type=Path, metavar="FILE",
+                     help="a real gateway config (real ports and adapter): sensor steps are performed by the rig")
+    run.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    run.add_argument("--json", type=Path, metavar="FILE", help="write the JSON results here")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenarios = [hil.load_scenario(p) for p in args.scenarios]
+    results = []
+    for sc in scenarios:
+        print(f"running {sc.name} ({sc.duration_s:g} s)...", flush=True)
+        results.append(asyncio.run(hil.run_scenario(sc, broker_url=args.broker, real_config=args.config)))
+    print(hil.report_text(results))
+    if args.junit:
+        args.junit.write_text(hil.report_junit(results), encoding="utf-8")
+    summary = hil.report_json(results)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(json.dumps({"passed": summary["passed"], "failed": summary["failed"]}))
+    return 0 if all(r.ok for r in results) else 1

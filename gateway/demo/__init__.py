@@ -1,0 +1,1 @@
+"""`anxin demo`: a simulated home against a local broker, on embedded defaults."""

@@ -1,0 +1,405 @@
+"""Hardware-in-the-loop scenarios: drive the real gateway process, check what the platform gets.
+
+A scenario (YAML) says what the emulated home does and what must come out::
+
+    name: emergency button reaches the platform
+    duration_s: 15
+    steps:
+      - {at: 2, sensor: button-bedside, kind: button, value: press}
+      - {at: 5, broker: stop}
+      - {at: 9, broker: start}
+      - {at: 10, gateway: kill}        # SIGKILL, then restarted at once
+    expect:
+      - {alert: emergency_button, after: 2, within_ms: 2000}
+    only_expected: true                # any other alert type fails the scenario
+
+The runner starts a real broker (or uses ``--broker``), the real gateway process (``anxin
+run``) on the scenario's config with the sensor steps replayed on a shared time base, and a
+subscriber in the platform's place. Latency is from the step's time to the alert's arrival
+at the subscriber. Results: a readable report, JUnit XML and JSON. Exit status 0 only when
+every expectation held.
+
+With ``--config`` pointing at a real gateway config (real serial ports, a real BLE adapter),
+sensor steps are not emulated: the rig or a person performs them at their times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.errors import ConfigError
+
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = Path(__file__).resolve().parent / "data" / "hil_home.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStep:
+    at_s: float
+    sensor: str
+    kind: str
+    value: Any
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionStep:
+    at_s: float
+    target: str  # "broker" or "gateway"
+    action: str  # stop/start/kill
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    alert: str
+    after_s: float
+    within_ms: float
+    state: str = "raised"
+    min_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    path: Path
+    duration_s: float
+    sensor_steps: tuple[SensorStep, ...]
+    actions: tuple[ActionStep, ...]
+    expect: tuple[Expectation, ...]
+    only_expected: bool
+    config: Path
+    ack: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    expectation: Expectation
+    ok: bool
+    latency_ms: float | None
+    detail: str
+
+
+@dataclass(slots=True)
+class Result:
+    scenario: Scenario
+    outcomes: list[Outcome] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    gateway_exit: list[int | None] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.unexpected and all(o.ok for o in self.outcomes)
+
+
+def _need(obj: dict[str, Any], key: str, where: str, path: Path) -> Any:
+    if key not in obj:
+        raise ConfigError(f"missing '{key}'", path=str(path), key=where)
+    return obj[key]
+
+
+def _num(value: Any, where: str, path: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"expected a number >= 0, got {value!r}", path=str(path), key=where)
+    return float(value)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Parse and check a scenario file; errors name the file and the key."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read scenario: {exc}", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a scenario is a YAML mapping", path=str(path))
+    sensor_steps: list[SensorStep] = []
+    actions: list[ActionStep] = []
+    for i, step in enumerate(data.get("steps") or []):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            raise ConfigError("a step is a mapping", path=str(path), key=where)
+        at = _num(_need(step, "at", where, path), f"{where}.at", path)
+        if "broker" in step or "gateway" in step:
+            target = "broker" if "broker" in step else "gateway"
+            action = str(step[target])
+            allowed = {"broker": {"stop", "start"}, "gateway": {"kill", "restart"}}[target]
+            if action not in allowed:
+                raise ConfigError(f"got {action!r}, expected one of {sorted(allowed)}", path=str(path),
+                                  key=f"{where}.{target}")
+            actions.append(ActionStep(at, target, action))
+        else:
+            sensor_steps.append(SensorStep(
+                at, str(_need(step, "sensor", where, path)), str(_need(step, "kind", where, path)),
+                step.get("value"), dict(step.get("extra") or {}),
+            ))
+    expect: list[Expectation] = []
+    for i, exp in enumerate(data.get("expect") or []):
+        where = f"expect[{i}]"
+        if not isinstance(exp, dict):
+            raise ConfigError("an expectation is a mapping", path=str(path), key=where)
+        expect.append(Expectation(
+            alert=str(_need(exp, "alert", where, path)),
+            after_s=_num(_need(exp, "after", where, path), f"{where}.after", path),
+            within_ms=_num(_need(exp, "within_ms", where, path), f"{where}.within_ms", path),
+            state=str(exp.get("state", "raised")),
+            min_count=int(exp.get("count", 1)),
+        ))
+    config = Path(data["config"]) if data.get("config") else DEFAULT_HOME
+    if not config.is_absolute():
+        config = path.parent / config
+    return Scenario(
+        name=str(data.get("name") or path.stem),
+        path=path,
+        duration_s=_num(_need(data, "duration_s", "duration_s", path), "duration_s", path),
+        sensor_steps=tuple(sorted(sensor_steps, key=lambda s: s.at_s)),
+        actions=tuple(sorted(actions, key=lambda a: a.at_s)),
+        expect=tuple(expect),
+        only_expected=bool(data.get("only_expected", True)),
+        config=config,
+        ack=bool(data.get("ack", True)),
+    )
+
+
+class Subscriber:
+    """The platform's place: records every message on the gateway's topics, acks alerts.
+
+    This is the rig's side of the wire, so it uses paho's own network thread; the gateway
+    under test is a separate process with its single asyncio loop.
+    """
+
+    def __init__(self, host: str, port: int, root: str, gw: str, *, ack: bool) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.root, self.gw, self.ack = root, gw, ack
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-{os.getpid()}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.subscribe(f"{self.root}/{self.gw}/#", qos=1)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            payload = {"raw": msg.payload.decode("utf-8", "replace")}
+        with self._lock:
+            self.messages.append({"t": time.time(), "topic": msg.topic, "payload": payload})
+        if self.ack and msg.topic.endswith("/alert") and isinstance(payload, dict) \
+                and payload.get("state") == "raised" and payload.get("severity") == "critical":
+            client.publish(f"{self.root}/{self.gw}/cmd/ack",
+                           json.dumps({"alert_id": payload.get("alert_id") or payload.get("id")}), qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.messages)
+
+
+def _write_session(path: Path, steps: tuple[SensorStep, ...]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for s in steps:
+            line: dict[str, Any] = {"offset_s": s.at_s, "sensor": s.sensor, "kind": s.kind, "value": s.value}
+            if s.extra:
+                line["extra"] = s.extra
+            fh.write(json.dumps(line) + "\n")
+
+
+def _gateway_cmd(config: Path, session: Path | None, start_at: float) -> list[str]:
+    cmd = [sys.executable, "-m", "gateway", "run", "--config", str(config)]
+    if session is not None:
+        cmd += ["--replay", str(session), "--replay-start-at", f"{start_at:.6f}", "--no-hardware"]
+    return cmd
+
+
+async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as one straight script
+    scenario: Scenario, *, broker_url: str | None = None, real_config: Path | None = None,
+    workdir: Path | None = None,
+) -> Result:
+    """Run one scenario end to end and judge it."""
+    from gateway import config as config_mod
+    from gateway.demo.broker import LocalBroker
+
+    result = Result(scenario)
+    tmp = tempfile.TemporaryDirectory(prefix="anxin-hil-")
+    work = workdir or Path(tmp.name)
+    broker: LocalBroker | None = None
+    if broker_url is None:
+        broker = LocalBroker()
+        await broker.start()
+        broker_url = broker.url
+    parts = urlsplit(broker_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+    cfg_path = real_config if real_config is not None else _render_config(scenario.config, work, broker_url)
+    cfg = config_mod.load(cfg_path)
+    sub = Subscriber(host, port, cfg.uplink.topic_root, cfg.gateway.id, ack=scenario.ack)
+    env = {**os.environ, "PYTHONPATH": str(_SOURCE_ROOT)}
+    start_at = time.time() + 2.0
+    session = None
+    if real_config is None:
+        session = work / "session.jsonl"
+        _write_session(session, scenario.sensor_steps)
+    log_file = (work / "gateway.log").open("ab")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(sess: Path | None) -> None:
+        procs.append(subprocess.Popen(_gateway_cmd(cfg_path, sess, start_at), env=env, stdout=log_file,
+                                      stderr=subprocess.STDOUT))
+
+    try:
+        spawn(session)
+        for action in scenario.actions:
+            await asyncio.sleep(max(0.0, start_at + action.at_s - time.time()))
+            if action.target == "broker":
+                _require_own_broker(broker)
+                assert broker is not None
+                await (broker.stop() if action.action == "stop" else broker.start())
+            else:
+                procs[-1].send_signal(signal.SIGKILL)
+                await asyncio.to_thread(procs[-1].wait)
+                rest = None
+                if session is not None:
+                    rest = work / f"session-after-{action.at_s:g}.jsonl"
+                    _write_session(rest, tuple(s for s in scenario.sensor_steps if s.at_s > action.at_s))
+                spawn(rest)
+        await asyncio.sleep(max(0.0, start_at + scenario.duration_s - time.time()))
+    except ConfigError as exc:
+        result.error = str(exc)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+            result.gateway_exit.append(proc.returncode)
+        sub.close()
+        log_file.close()
+        if broker is not None:
+            await broker.close()
+    result.received = sub.snapshot()
+    _judge(result, start_at)
+    with contextlib.suppress(OSError):
+        tmp.cleanup()
+    return result
+
+
+def _render_config(template: Path, work: Path, broker_url: str) -> Path:
+    text = template.read_text(encoding="utf-8")
+    out = work / "gateway.toml"
+    out.write_text(text.replace("{broker_url}", broker_url).replace("{db_path}", str(work / "gw.db")),
+                   encoding="utf-8")
+    return out
+
+
+def _require_own_broker(broker: object) -> None:
+    if broker is None:
+        raise ConfigError("broker actions need the rig's own broker (run without --broker)")
+
+
+def _judge(result: Result, start_at: float) -> None:
+    alerts = [m for m in result.received if m["topic"].endswith("/alert") and isinstance(m["payload"], dict)]
+    for exp in result.scenario.expect:
+        matching = [m for m in alerts if m["payload"].get("type") == exp.alert
+                    and m["payload"].get("state") == exp.state and m["t"] >= start_at + exp.after_s - 0.5]
+        ids = {m["payload"].get("alert_id") or m["payload"].get("id") for m in matching}
+        if len(ids) < exp.min_count:
+            result.outcomes.append(Outcome(exp, False, None,
+                                           f"expected {exp.min_count} {exp.alert} ({exp.state}), got {len(ids)}"))
+            continue
+        latency = (matching[0]["t"] - (start_at + exp.after_s)) * 1000
+        ok = latency <= exp.within_ms
+        result.outcomes.append(Outcome(exp, ok, latency,
+                                       f"{latency:.0f} ms (budget {exp.within_ms:.0f} ms)"))
+    if result.scenario.only_expected:
+        wanted = {e.alert for e in result.scenario.expect}
+        result.unexpected = sorted({m["payload"].get("type", "?") for m in alerts} - wanted)
+
+
+def report_text(results: list[Result]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{'PASS' if r.ok else 'FAIL'}  {r.scenario.name}  ({r.scenario.path.name})")
+        for o in r.outcomes:
+            mark = "ok " if o.ok else "BAD"
+            lines.append(f"   {mark} {o.expectation.alert} after t={o.expectation.after_s:g}s: {o.detail}")
+        if r.unexpected:
+            lines.append(f"   BAD unexpected alerts: {', '.join(r.unexpected)}")
+        if r.error:
+            lines.append(f"   BAD error: {r.error}")
+    passed = sum(r.ok for r in results)
+    lines.append(f"{passed} passed, {len(results) - passed} failed")
+    return "\n".join(lines)
+
+
+def report_json(results: list[Result]) -> dict[str, Any]:
+    return {
+        "passed": sum(r.ok for r in results),
+        "failed": sum(not r.ok for r in results),
+        "scenarios": [
+            {
+                "name": r.scenario.name,
+                "file": str(r.scenario.path),
+                "ok": r.ok,
+                "error": r.error,
+                "unexpected": r.unexpected,
+                "gateway_exit": r.gateway_exit,
+                "messages": len(r.received),
+                "expectations": [
+                    {"alert": o.expectation.alert, "state": o.expectation.state, "ok": o.ok,
+                     "latency_ms": None if o.latency_ms is None else round(o.latency_ms, 1),
+                     "budget_ms": o.expectation.within_ms, "detail": o.detail}
+                    for o in r.outcomes
+                ],
+            }
+            for r in results
+        ],
+    }
+
+
+def report_junit(results: list[Result]) -> str:
+    suites = ET.Element("testsuites", name="anxin-hil")
+    for r in results:
+        cases = [*r.outcomes]
+        suite = ET.SubElement(suites, "testsuite", name=r.scenario.name, tests=str(len(cases) + 1),
+                              failures=str(sum(not o.ok for o in cases) + (0 if not (r.unexpected or r.error) else 1)))
+        for o in cases:
+            case = ET.SubElement(suite, "testcase", classname=r.scenario.path.stem,
+                                 name=f"{o.expectation.alert}@{o.expectation.after_s:g}s",
+                                 time=f"{(o.latency_ms or 0) / 1000:.3f}")
+            if not o.ok:
+                ET.SubElement(case, "failure", message=o.detail)
+        extra = ET.SubElement(suite, "testcase", classname=r.scenario.path.stem, name="nothing-else")
+        if r.unexpected or r.error:
+            ET.SubElement(extra, "failure", message=r.error or f"unexpected alerts: {', '.join(r.unexpected)}")
+    return ET.tostring(suites, encoding="unicode")
