@@ -136,6 +136,8 @@ class Store:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
         self._conn = conn
         try:
+            # Refuse a newer schema before anything (even the journal mode) changes the file.
+            self._check_version()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -147,6 +149,10 @@ class Store:
             conn.close()
             self._conn = None
             raise StoreError(f"database {self.path} is unusable: {exc}") from exc
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
         self._ensure_reserve_file()
         return self
 
@@ -189,13 +195,17 @@ class Store:
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> int:
         version = self.schema_version()
         if version > LATEST:
             raise StoreError(
                 f"database {self.path} has schema {version}, newer than this gateway "
                 f"understands ({LATEST}); refusing to touch it"
             )
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for number in range(version + 1, LATEST + 1):
             script = MIGRATIONS[number - 1]
             with self._tx() as conn:
