@@ -25,12 +25,12 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import StorageFullError, StoreError
@@ -50,6 +50,7 @@ from gateway.store.migrations import LATEST, MIGRATIONS
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+_T = TypeVar("_T")
 _FULL_MARKERS = ("database or disk is full", "disk i/o error")
 
 
@@ -58,6 +59,12 @@ def _is_full(exc: sqlite3.Error) -> bool:
     if code == sqlite3.SQLITE_FULL:
         return True
     return any(m in str(exc).lower() for m in _FULL_MARKERS[:1])
+
+
+_INSERT_READING = (
+    "INSERT INTO readings(sensor_id, kind, value, unit, ts, mono, boot_id, synced, extra)"
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+)
 
 
 def _json(value: Any) -> str:
@@ -354,48 +361,60 @@ class Store:
     def add_readings(self, readings: Sequence[Reading]) -> int:
         """Commit a batch of readings in one transaction (one fsync). Returns the last id.
 
-        When the budget or the disk is full, the oldest readings are pruned and the batch
-        tried once more; if it still does not fit it is dropped and counted, so the
-        gateway keeps running and alerts keep their reserve.
+        When the budget or the disk is full, the oldest stored readings are pruned (about
+        as many as the batch holds) and the batch tried once more. If it still does not
+        fit, the newest part of the batch that fits is committed and only the rest is
+        dropped and counted, so the gateway keeps running and alerts keep their reserve.
+        Returns 0 when nothing was committed.
         """
         if not readings:
             return 0
-        rows = [
-            (
-                r.sensor_id,
-                r.kind.value,
-                _json(r.value),
-                r.unit,
-                rfc3339(r.ts),
-                r.monotonic_s,
-                r.boot_id,
-                int(r.clock_synced),
-                _json(dict(r.extra)) if r.extra else None,
-            )
-            for r in readings
-        ]
-        for attempt in range(2):
+        rows = [_reading_row(r) for r in readings]
+        try:
+            return self._insert_readings(rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        self._prune_quietly(force_fraction=0.1, min_rows=len(rows))
+        try:
+            return self._insert_readings(rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        # Still full: keep the newest part that fits (halving), drop the older rest.
+        keep = len(rows) // 2
+        while keep > 0:
             try:
-                with self._tx() as conn:
-                    conn.executemany(
-                        "INSERT INTO readings(sensor_id, kind, value, unit, ts, mono, boot_id, synced, extra)"
-                        " VALUES (?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
-                    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                last = self._insert_readings(rows[-keep:])
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise
-                if attempt == 0:
-                    self.prune(force_fraction=0.1, min_rows=2 * len(rows))
-                    continue
-                self.stats.readings_dropped += len(rows)
-                log.error("store full: dropped %d readings after pruning", len(rows))
-                return 0
-            else:
-                self.stats.readings_committed += len(rows)
-                return last
-        return 0  # pragma: no cover - the loop always returns
+                keep //= 2
+                continue
+            self._drop_readings(len(rows) - keep)
+            return last
+        self._drop_readings(len(rows))
+        return 0
+
+    def _insert_readings(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        with self._tx() as conn:
+            conn.executemany(_INSERT_READING, rows)
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        self.stats.readings_committed += len(rows)
+        return last
+
+    def _drop_readings(self, count: int) -> None:
+        self.stats.readings_dropped += count
+        log.error("store full: dropped %d readings after pruning", count)
+
+    def _prune_quietly(self, *, force_fraction: float = 0.0, min_rows: int = 0) -> None:
+        """Prune, but a disk too full even to delete is logged, not raised."""
+        try:
+            self.prune(force_fraction=force_fraction, min_rows=min_rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.warning("store full: pruning failed too: %s", exc)
 
     def readings_after(self, after_id: int, limit: int) -> list[tuple[int, Reading]]:
         with self._lock:
@@ -507,22 +526,37 @@ class Store:
             )
         )
 
-    def _write_alert(self, write: Any) -> Any:
-        for attempt in range(3):
-            try:
-                with self._tx() as conn:
-                    return write(conn)
-            except sqlite3.OperationalError as exc:
-                if not _is_full(exc) or attempt == 2:
-                    raise StoreError(f"alert commit failed: {exc}") from exc
-                # First use the budget's reserved pages, then the disk's reserve file.
-                if attempt == 0:
-                    self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
-                    self.stats.reserve_used += 1
-                    log.error("store budget full: committing alert from the reserved pages")
-                else:
-                    self._release_reserve_file()
-                    self.prune(force_fraction=0.05)
+    def _write_alert(self, write: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one alert write in its own FULL-sync transaction, using the reserves if full.
+
+        First the budget's reserved pages (the page cap is raised for this commit only),
+        then, if the disk itself is full, the preallocated reserve file is deleted to give
+        the filesystem room. Afterwards readings are pruned so the next alert finds room.
+        """
+        try:
+            with self._tx() as conn:
+                return write(conn)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise StoreError(f"alert commit failed: {exc}") from exc
+        self.stats.reserve_used += 1
+        log.error("store full: committing alert from the reserved pages")
+        try:
+            self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
+            for attempt in range(2):
+                try:
+                    with self._tx() as conn:
+                        return write(conn)
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc) or attempt == 1:
+                        raise StoreError(f"alert commit failed: {exc}") from exc
+                    if not self._release_reserve_file():
+                        self._prune_quietly(force_fraction=0.05)
+        finally:
+            # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
+            # least at the current size, so this never undoes the commit above.
+            self._apply_budget(extra_pages=0)
+            self._prune_quietly()
         raise StorageFullError("alert could not be committed")  # pragma: no cover
 
     def alert(self, alert_id: str) -> Alert | None:
@@ -564,10 +598,23 @@ class Store:
         return OutboxRow(seq, msg_id, kind, priority, ref, body, now, 0)
 
     def enqueue(self, kind: str, body: Mapping[str, Any], *, priority: int = 2, ref: str | None = None) -> OutboxRow:
-        """Queue a non-alert message (event batch, telemetry, status) for the uplink."""
-        now = utc_now()
-        with self._tx() as conn:
-            return self._enqueue(conn, kind, priority, ref, body, now)
+        """Queue a non-alert message (event batch, telemetry, status) for the uplink.
+
+        Raises :class:`StorageFullError` when even pruning leaves no room: these messages
+        do not use the alerts' reserve.
+        """
+        for attempt in range(2):
+            now = utc_now()
+            try:
+                with self._tx() as conn:
+                    return self._enqueue(conn, kind, priority, ref, body, now)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                if attempt == 1:
+                    raise StorageFullError(f"no room to queue a {kind} message: {exc}") from exc
+                self._prune_quietly(force_fraction=0.05)
+        raise StorageFullError("unreachable")  # pragma: no cover
 
     def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[OutboxRow]:
         """Undelivered messages, critical first, then by seq; ``after`` = (priority, seq)."""
@@ -735,6 +782,20 @@ def _alert_row(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
         monotonic_s=r[9],
         boot_id=r[10],
         clock_synced=bool(r[11]),
+    )
+
+
+def _reading_row(r: Reading) -> tuple[Any, ...]:
+    return (
+        r.sensor_id,
+        r.kind.value,
+        _json(r.value),
+        r.unit,
+        rfc3339(r.ts),
+        r.monotonic_s,
+        r.boot_id,
+        int(r.clock_synced),
+        _json(dict(r.extra)) if r.extra else None,
     )
 
 
