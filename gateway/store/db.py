@@ -25,6 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,13 +53,22 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 _T = TypeVar("_T")
 _FULL_MARKERS = ("database or disk is full", "disk i/o error")
+# A write refused for want of room: ENOSPC gives SQLITE_FULL; EFBIG (a file-size limit, or
+# a filesystem's largest file) gives SQLITE_IOERR_WRITE. Both are handled as "full": the
+# reading is dropped and counted, the alert retried from the reserve; a write error that
+# persists after that is raised.
+_FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)})
+# Room the WAL may need on disk beyond its current size: SQLite checkpoints it at 1000
+# pages by default, and one transaction can overshoot that.
+_WAL_ALLOWANCE_PAGES = 1000 + 256
+_DISK_CHECK_INTERVAL_S = 1.0
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL:
-        return True
-    return any(m in str(exc).lower() for m in _FULL_MARKERS[:1])
+    if code is not None:
+        return code in _FULL_CODES
+    return any(m in str(exc).lower() for m in _FULL_MARKERS)
 
 
 _INSERT_READING = (
@@ -130,6 +140,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._page_size = 4096
         self._reserve_file = self.path.with_name(self.path.name + ".reserve")
+        self._disk_checked = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +162,7 @@ class Store:
             conn.execute("PRAGMA busy_timeout=10000")
             self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             self._migrate()
+            self._ensure_reserve_file()  # first, so the disk-derived cap sees it taken
             self._apply_budget(extra_pages=0)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -160,7 +172,6 @@ class Store:
             conn.close()
             self._conn = None
             raise
-        self._ensure_reserve_file()
         return self
 
     def close(self) -> None:
@@ -224,8 +235,37 @@ class Store:
     # ------------------------------------------------------------------ size budget
 
     def _apply_budget(self, *, extra_pages: int) -> None:
-        pages = max(16, (self.budget_bytes - self.reserve_bytes) // self._page_size + extra_pages)
+        """Cap the file at the budget, or lower when the filesystem has less room.
+
+        The disk-derived cap keeps ``reserve_bytes`` and the WAL's room free on the
+        filesystem, so readings hit the cap (and prune) before the disk is full, and
+        alerts, whose commits add ``extra_pages``, still find real space for those pages.
+        """
+        pages = (self.budget_bytes - self.reserve_bytes) // self._page_size
+        disk = self._disk_cap_pages()
+        if disk is not None:
+            pages = min(pages, disk)
+        pages = max(16, pages + extra_pages)
         self.conn.execute(f"PRAGMA max_page_count={int(pages)}")
+        self._disk_checked = time.monotonic()
+
+    def _disk_cap_pages(self) -> int | None:
+        try:
+            fs = os.statvfs(self.path.parent)
+            wal = self.path.with_name(self.path.name + "-wal")
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+        except OSError:
+            return None
+        page = self._page_size
+        free = fs.f_bavail * fs.f_frsize
+        wal_room = max(0, _WAL_ALLOWANCE_PAGES * page - wal_bytes)
+        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        return count + (free - wal_room - self.reserve_bytes) // page
+
+    def _refresh_budget(self) -> None:
+        """Follow the disk's free space (other programs fill it too), at most once a second."""
+        if time.monotonic() - self._disk_checked >= _DISK_CHECK_INTERVAL_S:
+            self._apply_budget(extra_pages=0)
 
     def size_bytes(self) -> int:
         count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
@@ -370,11 +410,14 @@ class Store:
         if not readings:
             return 0
         rows = [_reading_row(r) for r in readings]
+        with self._lock:
+            self._refresh_budget()
         try:
             return self._insert_readings(rows)
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
+        self._checkpoint_quietly()
         self._prune_quietly(force_fraction=0.1, min_rows=len(rows))
         try:
             return self._insert_readings(rows)
@@ -406,6 +449,20 @@ class Store:
     def _drop_readings(self, count: int) -> None:
         self.stats.readings_dropped += count
         log.error("store full: dropped %d readings after pruning", count)
+
+    def _checkpoint_quietly(self) -> None:
+        """Copy the WAL into the database and restart it, so commits reuse its space.
+
+        On a full disk (or at a file-size limit) the WAL cannot grow; once restarted,
+        new commits overwrite it from the start instead of extending it.
+        """
+        try:
+            with self._lock:
+                self.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.warning("store full: checkpoint failed: %s", exc)
 
     def _prune_quietly(self, *, force_fraction: float = 0.0, min_rows: int = 0) -> None:
         """Prune, but a disk too full even to delete is logged, not raised."""
@@ -543,15 +600,19 @@ class Store:
         log.error("store full: committing alert from the reserved pages")
         try:
             self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
-            for attempt in range(2):
+            self._checkpoint_quietly()
+            for attempt in range(3):
                 try:
                     with self._tx() as conn:
                         return write(conn)
                 except sqlite3.OperationalError as exc:
-                    if not _is_full(exc) or attempt == 1:
+                    if not _is_full(exc) or attempt == 2:
                         raise StoreError(f"alert commit failed: {exc}") from exc
-                    if not self._release_reserve_file():
+                    if attempt == 0 and self._release_reserve_file():
+                        self._checkpoint_quietly()
+                    else:
                         self._prune_quietly(force_fraction=0.05)
+                        self._checkpoint_quietly()
         finally:
             # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
             # least at the current size, so this never undoes the commit above.
@@ -699,8 +760,8 @@ class Store:
             if r == 0 and o == 0:
                 break
         if deleted_r or deleted_o:
-            self._apply_budget(extra_pages=0)
             self._ensure_reserve_file()
+            self._apply_budget(extra_pages=0)
         self.stats.pruned_readings += deleted_r
         self.stats.pruned_outbox += deleted_o
         return deleted_r, deleted_o
