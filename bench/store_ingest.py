@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.model import Alert, AlertType, Reading, ReadingKind, Severity  # noqa: E402
-from gateway.store import MB, Store  # noqa: E402
-from gateway.store.db import _INSERT_READING, _reading_row  # noqa: E402
-from gateway.store.migrations import MIGRATIONS  # noqa: E402
+from gateway.model import Alert, AlertType, Reading, ReadingKind, Severity
+from gateway.store import MB, Store
+from gateway.store.db import _INSERT_READING, _reading_row
+from gateway.store.migrations import MIGRATIONS
 
 KINDS = [
     (ReadingKind.DISTANCE, "cm", lambda i: 80.0 + (i % 300) * 0.5),
