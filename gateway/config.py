@@ -11,6 +11,7 @@ what is valid, so adding a setting is adding a field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import os
 import re
@@ -31,14 +32,15 @@ from gateway.model import Sensor, SensorKind, Transport
 
 DEFAULT_PATH = Path("/etc/anxin/gateway.toml")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_BIND_KEY_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def meta(
     *,
-    help: str,  # noqa: A002 - reads naturally at the call sites
-    min: float | None = None,  # noqa: A002
-    max: float | None = None,  # noqa: A002
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
     pattern: str | None = None,
     check: typing.Callable[[Any], str | None] | None = None,
 ) -> dict[str, Any]:
@@ -47,21 +49,21 @@ def meta(
 
 
 def _hhmm(value: Any) -> str | None:
-    return None if _HHMM_RE.match(str(value)) else "a time of day as \"HH:MM\" (24 h)"
+    return None if _HHMM_RE.match(str(value)) else 'a time of day as "HH:MM" (24 h)'
 
 
 def _zone(value: Any) -> str | None:
     try:
         ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone such as \"Asia/Shanghai\""
+        return 'an IANA time zone such as "Asia/Shanghai"'
     return None
 
 
 def _broker_url(value: Any) -> str | None:
     parts = urlsplit(str(value))
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-        return "a broker URL such as \"mqtt://127.0.0.1:1883\" or \"mqtts://host:8883\""
+        return 'a broker URL such as "mqtt://127.0.0.1:1883" or "mqtts://host:8883"'
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
@@ -76,7 +78,9 @@ def parse_hhmm(text: str) -> dtime:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    id: str = field(metadata=meta(help="gateway id, unique on the platform", pattern=_ID_RE.pattern))
+    id: str = field(
+        metadata=meta(help="gateway id, unique on the platform", pattern=_ID_RE.pattern)
+    )
     home: str = field(metadata=meta(help="home id on the platform", pattern=_ID_RE.pattern))
     timezone: str = field(
         default="Asia/Shanghai", metadata=meta(help="IANA time zone of the home", check=_zone)
@@ -120,7 +124,8 @@ class SensorConfig:
     label: str = field(default="", metadata=meta(help="what the installer calls it"))
     model: str = field(default="", metadata=meta(help="device model, e.g. SBBT-002C, LD2410C"))
     protocol: str = field(
-        default="", metadata=meta(help="serial protocol (ld2410, mr60fda2, mr60bha2, rflink, bedpad)")
+        default="",
+        metadata=meta(help="serial protocol (ld2410, mr60fda2, mr60bha2, rflink, bedpad)"),
     )
     baud: int | None = field(default=None, metadata=meta(help="serial baud rate", min=300))
 
@@ -156,7 +161,9 @@ class UplinkConfig:
     client_id: str = field(default="", metadata=meta(help="MQTT client id; default anxin-{gw}"))
     protocol: str = field(
         default="auto",
-        metadata=meta(help="MQTT version: 5, 3.1.1, or auto (5, then 3.1.1)", pattern=r"^(5|3\.1\.1|auto)$"),
+        metadata=meta(
+            help="MQTT version: 5, 3.1.1, or auto (5, then 3.1.1)", pattern=r"^(5|3\.1\.1|auto)$"
+        ),
     )
     keepalive_s: int = field(default=30, metadata=meta(help="MQTT keepalive", min=5, max=3600))
     tls_ca: str | None = field(default=None, metadata=meta(help="CA bundle for mqtts://"))
@@ -182,9 +189,7 @@ class UplinkConfig:
         default=300.0, metadata=meta(help="health telemetry period", min=5)
     )
     reconnect_min_s: float = field(default=1.0, metadata=meta(help="first retry delay", min=0.05))
-    reconnect_max_s: float = field(
-        default=120.0, metadata=meta(help="longest retry delay", min=1)
-    )
+    reconnect_max_s: float = field(default=120.0, metadata=meta(help="longest retry delay", min=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +251,8 @@ class RulesConfig:
     )
     night_door: bool = field(default=True, metadata=meta(help="alarm on the front door at night"))
     entrance_door: str = field(
-        default="", metadata=meta(help="sensor id of the front door (default: a door in an entrance room)")
+        default="",
+        metadata=meta(help="sensor id of the front door (default: a door in an entrance room)"),
     )
 
 
@@ -276,11 +282,15 @@ class DetectionConfig:
 class LoggingConfig:
     level: str = field(
         default="INFO",
-        metadata=meta(help="DEBUG, INFO, WARNING or ERROR", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"),
+        metadata=meta(
+            help="DEBUG, INFO, WARNING or ERROR", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
+        ),
     )
     format: str = field(
         default="auto",
-        metadata=meta(help="text, json, or auto (text on a terminal)", pattern=r"^(auto|text|json)$"),
+        metadata=meta(
+            help="text, json, or auto (text on a terminal)", pattern=r"^(auto|text|json)$"
+        ),
     )
 
 
@@ -337,7 +347,9 @@ def _locate_lines(text: str) -> dict[tuple[str | int, ...], int]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         header = _HEADER_RE.match(line)
         if header:
-            names: tuple[str | int, ...] = tuple(p.strip().strip("\"'") for p in header[2].split("."))
+            names: tuple[str | int, ...] = tuple(
+                p.strip().strip("\"'") for p in header[2].split(".")
+            )
             if header[1] == "[[":
                 idx = counts.get(names, 0)
                 counts[names] = idx + 1
@@ -404,7 +416,9 @@ def _convert(ctx: _Ctx, keypath: tuple[str | int, ...], value: Any, tp: Any) -> 
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ctx.error(keypath, f"expected a list ([[{keypath[-1]}]] tables), got {type(value).__name__}")
+            raise ctx.error(
+                keypath, f"expected a list ([[{keypath[-1]}]] tables), got {type(value).__name__}"
+            )
         return tuple(_convert(ctx, (*keypath, i), v, item_tp) for i, v in enumerate(value))
     if origin in (Mapping, dict) or tp is Mapping:
         if not isinstance(value, dict):
@@ -437,7 +451,9 @@ def _convert(ctx: _Ctx, keypath: tuple[str | int, ...], value: Any, tp: Any) -> 
     raise ctx.error(keypath, f"unsupported setting type {tp!r}")  # pragma: no cover
 
 
-def _check_field(ctx: _Ctx, keypath: tuple[str | int, ...], value: Any, md: Mapping[str, Any]) -> None:
+def _check_field(
+    ctx: _Ctx, keypath: tuple[str | int, ...], value: Any, md: Mapping[str, Any]
+) -> None:
     if value is None or not md:
         return
     lo, hi = md.get("min"), md.get("max")
@@ -461,14 +477,19 @@ def _build(ctx: _Ctx, keypath: tuple[str | int, ...], data: dict[str, Any], cls:
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     for key in data:
         if key not in fields:
-            close = sorted(fields)
-            raise ctx.error((*keypath, key), f"unknown key; expected one of: {', '.join(close)}")
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ctx.error(
+                (*keypath, key), f"unknown key; {hint}expected one of: {', '.join(sorted(fields))}"
+            )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         kp = (*keypath, name)
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ctx.error(kp, f"missing; expected {_type_name(hints[name])}: {f.metadata.get('help', '')}")
+                raise ctx.error(
+                    kp, f"missing; expected {_type_name(hints[name])}: {f.metadata.get('help', '')}"
+                )
             continue
         value = _convert(ctx, kp, data[name], hints[name])
         _check_field(ctx, kp, value, f.metadata)
@@ -486,26 +507,44 @@ def _cross_check(ctx: _Ctx, cfg: Config) -> None:
     addresses: dict[str, int] = {}
     for i, s in enumerate(cfg.sensors):
         if s.id in seen:
-            raise ctx.error(("sensors", i, "id"), f"duplicate sensor id {s.id!r} (first at sensors[{seen[s.id]}])")
+            raise ctx.error(
+                ("sensors", i, "id"),
+                f"duplicate sensor id {s.id!r} (first at sensors[{seen[s.id]}])",
+            )
         seen[s.id] = i
         norm = f"{s.transport}:{s.address.lower()}"
         if norm in addresses and s.transport is not Transport.REPLAY:
-            raise ctx.error(("sensors", i, "address"), f"address {s.address!r} already used by sensors[{addresses[norm]}]")
+            raise ctx.error(
+                ("sensors", i, "address"),
+                f"address {s.address!r} already used by sensors[{addresses[norm]}]",
+            )
         addresses[norm] = i
         if s.room not in room_ids:
             known = ", ".join(room_ids) or "none defined"
             raise ctx.error(("sensors", i, "room"), f"unknown room {s.room!r}; rooms: {known}")
-        if s.transport is Transport.BLE and not re.match(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", s.address):
-            raise ctx.error(("sensors", i, "address"), f"got {s.address!r}, expected a BLE MAC address like \"A4:C1:38:12:34:56\"")
+        if s.transport is Transport.BLE and not re.match(
+            r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", s.address
+        ):
+            raise ctx.error(
+                ("sensors", i, "address"),
+                f'got {s.address!r}, expected a BLE MAC address like "A4:C1:38:12:34:56"',
+            )
         if s.key is not None:
             if s.key not in cfg.secrets.keys:
-                raise ctx.error(("sensors", i, "key"), f"bind key {s.key!r} is not in the secrets file [keys]")
+                raise ctx.error(
+                    ("sensors", i, "key"), f"bind key {s.key!r} is not in the secrets file [keys]"
+                )
             if not re.match(r"^[0-9A-Fa-f]{32}$", cfg.secrets.keys[s.key]):
-                raise ctx.error(("sensors", i, "key"), f"bind key {s.key!r} in the secrets file is not 32 hex digits")
+                raise ctx.error(
+                    ("sensors", i, "key"),
+                    f"bind key {s.key!r} in the secrets file is not 32 hex digits",
+                )
     if cfg.uplink.reconnect_max_s < cfg.uplink.reconnect_min_s:
         raise ctx.error(("uplink", "reconnect_max_s"), "must not be less than reconnect_min_s")
     if cfg.detection.inactivity.max_limit_min < cfg.detection.inactivity.min_limit_min:
-        raise ctx.error(("detection", "inactivity", "max_limit_min"), "must not be less than min_limit_min")
+        raise ctx.error(
+            ("detection", "inactivity", "max_limit_min"), "must not be less than min_limit_min"
+        )
     if cfg.storage.reserve_mb >= cfg.storage.budget_mb:
         raise ctx.error(("storage", "reserve_mb"), "must be smaller than budget_mb")
     for key in ("tls_ca", "tls_cert", "tls_key"):
@@ -524,7 +563,9 @@ def _parse_toml(path: str, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(m[1]) if m else None) from None
+        raise ConfigError(
+            f"not valid TOML: {exc}", path=path, line=int(m[1]) if m else None
+        ) from None
 
 
 def load_secrets(path: Path) -> SecretsConfig:
@@ -539,15 +580,24 @@ def load_secrets(path: Path) -> SecretsConfig:
             f"run: chmod 600 {path}",
             path=str(path),
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the secrets file: {exc}", path=str(path)) from None
     data = _parse_toml(str(path), text)
     ctx = _Ctx(str(path), _locate_lines(text))
-    secrets = _build(ctx, (), data, SecretsConfig)
-    return typing.cast(SecretsConfig, secrets)
+    secrets = typing.cast(SecretsConfig, _build(ctx, (), data, SecretsConfig))
+    for name, value in secrets.keys.items():
+        if not _BIND_KEY_RE.match(value):
+            raise ctx.error(("keys", name), "expected a BTHome bind key: 32 hex digits")
+    return secrets
 
 
 def loads(text: str, *, path: str = "<string>", secrets: SecretsConfig | None = None) -> Config:
-    """Parse and validate a config from TOML text. Relative secrets paths resolve beside ``path``."""
+    """Parse and validate a config from TOML text.
+
+    A relative ``secrets_file`` resolves beside ``path``.
+    """
     data = _parse_toml(path, text)
     ctx = _Ctx(path, _locate_lines(text))
     if "gateway" not in data:
@@ -561,7 +611,9 @@ def loads(text: str, *, path: str = "<string>", secrets: SecretsConfig | None = 
             secrets = load_secrets(spath)
         except ConfigError as exc:
             if exc.path == str(spath) and exc.line is None and "does not exist" in exc.reason:
-                raise ctx.error(("secrets_file",), f"secrets file {str(spath)!r} does not exist") from None
+                raise ctx.error(
+                    ("secrets_file",), f"secrets file {str(spath)!r} does not exist"
+                ) from None
             raise
     if secrets is not None:
         cfg = dataclasses.replace(cfg, secrets=secrets)
@@ -577,6 +629,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file does not exist (pass --config FILE)", path=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror}", path=str(p)) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file is not UTF-8 text: {exc}", path=str(p)) from None
     return loads(text, path=str(p))
@@ -602,7 +656,7 @@ def to_dict(cfg: Config, *, mask_secrets: bool = True) -> dict[str, Any]:
         for k in ("mqtt_username", "mqtt_password"):
             if sec.get(k):
                 sec[k] = "***"
-        sec["keys"] = {k: "***" for k in sec.get("keys", {})}
+        sec["keys"] = dict.fromkeys(sec.get("keys", {}), "***")
     return typing.cast(dict[str, Any], out)
 
 

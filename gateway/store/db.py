@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import StorageFullError, StoreError
@@ -50,14 +52,30 @@ from gateway.store.migrations import LATEST, MIGRATIONS
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+_T = TypeVar("_T")
 _FULL_MARKERS = ("database or disk is full", "disk i/o error")
+# A write refused for want of room: ENOSPC gives SQLITE_FULL; EFBIG (a file-size limit, or
+# a filesystem's largest file) gives SQLITE_IOERR_WRITE. Both are handled as "full": the
+# reading is dropped and counted, the alert retried from the reserve; a write error that
+# persists after that is raised.
+_FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)})
+# Room the WAL may need on disk beyond its current size: SQLite checkpoints it at 1000
+# pages by default, and one transaction can overshoot that.
+_WAL_ALLOWANCE_PAGES = 1000 + 256
+_DISK_CHECK_INTERVAL_S = 1.0
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL:
-        return True
-    return any(m in str(exc).lower() for m in _FULL_MARKERS[:1])
+    if code is not None:
+        return code in _FULL_CODES
+    return any(m in str(exc).lower() for m in _FULL_MARKERS)
+
+
+_INSERT_READING = (
+    "INSERT INTO readings(sensor_id, kind, value, unit, ts, mono, boot_id, synced, extra)"
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+)
 
 
 def _json(value: Any) -> str:
@@ -123,6 +141,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._page_size = 4096
         self._reserve_file = self.path.with_name(self.path.name + ".reserve")
+        self._disk_checked = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,18 +155,24 @@ class Store:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
         self._conn = conn
         try:
+            # Refuse a newer schema before anything (even the journal mode) changes the file.
+            self._check_version()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=10000")
             self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             self._migrate()
+            self._ensure_reserve_file()  # first, so the disk-derived cap sees it taken
             self._apply_budget(extra_pages=0)
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None
             raise StoreError(f"database {self.path} is unusable: {exc}") from exc
-        self._ensure_reserve_file()
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
         return self
 
     def close(self) -> None:
@@ -189,13 +214,17 @@ class Store:
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _check_version(self) -> int:
         version = self.schema_version()
         if version > LATEST:
             raise StoreError(
                 f"database {self.path} has schema {version}, newer than this gateway "
                 f"understands ({LATEST}); refusing to touch it"
             )
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for number in range(version + 1, LATEST + 1):
             script = MIGRATIONS[number - 1]
             with self._tx() as conn:
@@ -207,8 +236,37 @@ class Store:
     # ------------------------------------------------------------------ size budget
 
     def _apply_budget(self, *, extra_pages: int) -> None:
-        pages = max(16, (self.budget_bytes - self.reserve_bytes) // self._page_size + extra_pages)
+        """Cap the file at the budget, or lower when the filesystem has less room.
+
+        The disk-derived cap keeps ``reserve_bytes`` and the WAL's room free on the
+        filesystem, so readings hit the cap (and prune) before the disk is full, and
+        alerts, whose commits add ``extra_pages``, still find real space for those pages.
+        """
+        pages = (self.budget_bytes - self.reserve_bytes) // self._page_size
+        disk = self._disk_cap_pages()
+        if disk is not None:
+            pages = min(pages, disk)
+        pages = max(16, pages + extra_pages)
         self.conn.execute(f"PRAGMA max_page_count={int(pages)}")
+        self._disk_checked = time.monotonic()
+
+    def _disk_cap_pages(self) -> int | None:
+        try:
+            fs = os.statvfs(self.path.parent)
+            wal = self.path.with_name(self.path.name + "-wal")
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+        except OSError:
+            return None
+        page = self._page_size
+        free = fs.f_bavail * fs.f_frsize
+        wal_room = max(0, _WAL_ALLOWANCE_PAGES * page - wal_bytes)
+        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        return count + (free - wal_room - self.reserve_bytes) // page
+
+    def _refresh_budget(self) -> None:
+        """Follow the disk's free space (other programs fill it too), at most once a second."""
+        if time.monotonic() - self._disk_checked >= _DISK_CHECK_INTERVAL_S:
+            self._apply_budget(extra_pages=0)
 
     def size_bytes(self) -> int:
         count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
@@ -344,48 +402,77 @@ class Store:
     def add_readings(self, readings: Sequence[Reading]) -> int:
         """Commit a batch of readings in one transaction (one fsync). Returns the last id.
 
-        When the budget or the disk is full, the oldest readings are pruned and the batch
-        tried once more; if it still does not fit it is dropped and counted, so the
-        gateway keeps running and alerts keep their reserve.
+        When the budget or the disk is full, the oldest stored readings are pruned (about
+        as many as the batch holds) and the batch tried once more. If it still does not
+        fit, the newest part of the batch that fits is committed and only the rest is
+        dropped and counted, so the gateway keeps running and alerts keep their reserve.
+        Returns 0 when nothing was committed.
         """
         if not readings:
             return 0
-        rows = [
-            (
-                r.sensor_id,
-                r.kind.value,
-                _json(r.value),
-                r.unit,
-                rfc3339(r.ts),
-                r.monotonic_s,
-                r.boot_id,
-                int(r.clock_synced),
-                _json(dict(r.extra)) if r.extra else None,
-            )
-            for r in readings
-        ]
-        for attempt in range(2):
+        rows = [_reading_row(r) for r in readings]
+        with self._lock:
+            self._refresh_budget()
+        try:
+            return self._insert_readings(rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        self._checkpoint_quietly()
+        self._prune_quietly(force_fraction=0.1, min_rows=len(rows))
+        try:
+            return self._insert_readings(rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        # Still full: keep the newest part that fits (halving), drop the older rest.
+        keep = len(rows) // 2
+        while keep > 0:
             try:
-                with self._tx() as conn:
-                    conn.executemany(
-                        "INSERT INTO readings(sensor_id, kind, value, unit, ts, mono, boot_id, synced, extra)"
-                        " VALUES (?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
-                    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                last = self._insert_readings(rows[-keep:])
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise
-                if attempt == 0:
-                    self.prune(force_fraction=0.1, min_rows=2 * len(rows))
-                    continue
-                self.stats.readings_dropped += len(rows)
-                log.error("store full: dropped %d readings after pruning", len(rows))
-                return 0
-            else:
-                self.stats.readings_committed += len(rows)
-                return last
-        return 0  # pragma: no cover - the loop always returns
+                keep //= 2
+                continue
+            self._drop_readings(len(rows) - keep)
+            return last
+        self._drop_readings(len(rows))
+        return 0
+
+    def _insert_readings(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        with self._tx() as conn:
+            conn.executemany(_INSERT_READING, rows)
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        self.stats.readings_committed += len(rows)
+        return last
+
+    def _drop_readings(self, count: int) -> None:
+        self.stats.readings_dropped += count
+        log.error("store full: dropped %d readings after pruning", count)
+
+    def _checkpoint_quietly(self) -> None:
+        """Copy the WAL into the database and restart it, so commits reuse its space.
+
+        On a full disk (or at a file-size limit) the WAL cannot grow; once restarted,
+        new commits overwrite it from the start instead of extending it.
+        """
+        try:
+            with self._lock:
+                self.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.warning("store full: checkpoint failed: %s", exc)
+
+    def _prune_quietly(self, *, force_fraction: float = 0.0, min_rows: int = 0) -> None:
+        """Prune, but a disk too full even to delete is logged, not raised."""
+        try:
+            self.prune(force_fraction=force_fraction, min_rows=min_rows)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.warning("store full: pruning failed too: %s", exc)
 
     def readings_after(self, after_id: int, limit: int) -> list[tuple[int, Reading]]:
         with self._lock:
@@ -497,22 +584,41 @@ class Store:
             )
         )
 
-    def _write_alert(self, write: Any) -> Any:
-        for attempt in range(3):
-            try:
-                with self._tx() as conn:
-                    return write(conn)
-            except sqlite3.OperationalError as exc:
-                if not _is_full(exc) or attempt == 2:
-                    raise StoreError(f"alert commit failed: {exc}") from exc
-                # First use the budget's reserved pages, then the disk's reserve file.
-                if attempt == 0:
-                    self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
-                    self.stats.reserve_used += 1
-                    log.error("store budget full: committing alert from the reserved pages")
-                else:
-                    self._release_reserve_file()
-                    self.prune(force_fraction=0.05)
+    def _write_alert(self, write: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one alert write in its own FULL-sync transaction, using the reserves if full.
+
+        First the budget's reserved pages (the page cap is raised for this commit only),
+        then, if the disk itself is full, the preallocated reserve file is deleted to give
+        the filesystem room. Afterwards readings are pruned so the next alert finds room.
+        """
+        try:
+            with self._tx() as conn:
+                return write(conn)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise StoreError(f"alert commit failed: {exc}") from exc
+        self.stats.reserve_used += 1
+        log.error("store full: committing alert from the reserved pages")
+        try:
+            self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
+            self._checkpoint_quietly()
+            for attempt in range(3):
+                try:
+                    with self._tx() as conn:
+                        return write(conn)
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc) or attempt == 2:
+                        raise StoreError(f"alert commit failed: {exc}") from exc
+                    if attempt == 0 and self._release_reserve_file():
+                        self._checkpoint_quietly()
+                    else:
+                        self._prune_quietly(force_fraction=0.05)
+                        self._checkpoint_quietly()
+        finally:
+            # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
+            # least at the current size, so this never undoes the commit above.
+            self._apply_budget(extra_pages=0)
+            self._prune_quietly()
         raise StorageFullError("alert could not be committed")  # pragma: no cover
 
     def alert(self, alert_id: str) -> Alert | None:
@@ -554,10 +660,23 @@ class Store:
         return OutboxRow(seq, msg_id, kind, priority, ref, body, now, 0)
 
     def enqueue(self, kind: str, body: Mapping[str, Any], *, priority: int = 2, ref: str | None = None) -> OutboxRow:
-        """Queue a non-alert message (event batch, telemetry, status) for the uplink."""
-        now = utc_now()
-        with self._tx() as conn:
-            return self._enqueue(conn, kind, priority, ref, body, now)
+        """Queue a non-alert message (event batch, telemetry, status) for the uplink.
+
+        Raises :class:`StorageFullError` when even pruning leaves no room: these messages
+        do not use the alerts' reserve.
+        """
+        for attempt in range(2):
+            now = utc_now()
+            try:
+                with self._tx() as conn:
+                    return self._enqueue(conn, kind, priority, ref, body, now)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                if attempt == 1:
+                    raise StorageFullError(f"no room to queue a {kind} message: {exc}") from exc
+                self._prune_quietly(force_fraction=0.05)
+        raise StorageFullError("unreachable")  # pragma: no cover
 
     def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[OutboxRow]:
         """Undelivered messages, critical first, then by seq; ``after`` = (priority, seq)."""
@@ -642,8 +761,8 @@ class Store:
             if r == 0 and o == 0:
                 break
         if deleted_r or deleted_o:
-            self._apply_budget(extra_pages=0)
             self._ensure_reserve_file()
+            self._apply_budget(extra_pages=0)
         self.stats.pruned_readings += deleted_r
         self.stats.pruned_outbox += deleted_o
         return deleted_r, deleted_o
@@ -725,6 +844,62 @@ def _alert_row(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
         monotonic_s=r[9],
         boot_id=r[10],
         clock_synced=bool(r[11]),
+    )
+
+
+def _json_value(value: Any) -> str:
+    """``_json`` with fast paths for the scalars most readings carry (same output)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _encode_str(value)
+    return _json(value)
+
+
+_KIND_TEXT: dict[ReadingKind, str] = {k: k.value for k in ReadingKind}
+# The C string encoder behind json.dumps(str, ensure_ascii=False): same output, no overhead.
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND_PREFIX: dict[int, str] = {}
+
+
+def _ts(ts: datetime) -> str:
+    """``rfc3339`` with a fast path for datetimes already in UTC (same output).
+
+    Readings come many per second, so the "YYYY-MM-DDTHH:MM:SS" part is cached by the
+    second; isoformat() per reading was most of what the Store added over plain sqlite3.
+    """
+    if ts.tzinfo is not UTC:
+        return rfc3339(ts)
+    d = ts - _EPOCH
+    second = d.days * 86400 + d.seconds
+    prefix = _SECOND_PREFIX.get(second)
+    if prefix is None:
+        if len(_SECOND_PREFIX) >= 4096:
+            _SECOND_PREFIX.clear()
+        prefix = _SECOND_PREFIX[second] = ts.replace(microsecond=0, tzinfo=None).isoformat()
+    return f"{prefix}.{d.microseconds // 1000:03d}Z"
+
+
+def _reading_row(r: Reading) -> tuple[Any, ...]:
+    """A reading as the readings table stores it. The hot path of ingest."""
+    return (
+        r.sensor_id,
+        _KIND_TEXT[r.kind],
+        _json_value(r.value),
+        r.unit,
+        _ts(r.ts),
+        r.monotonic_s,
+        r.boot_id,
+        1 if r.clock_synced else 0,
+        _json(dict(r.extra)) if r.extra else None,
     )
 
 
