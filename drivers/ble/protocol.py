@@ -88,9 +88,10 @@ def _service_info(service_data: bytes, mac: str, name: str) -> Any:
 
     # time=0.0 for every frame: the library's 4-second windows then never apply (we give
     # it a fresh parser anyway), and the result does not depend on the wall clock.
+    device: Any = None  # the parser never touches the BLEDevice
     return BluetoothServiceInfoBleak(
         name or mac, mac, 0, {}, {BTHOME_UUID: service_data}, [BTHOME_UUID], "anxin",
-        None, None, False, 0.0, None,
+        device, None, False, 0.0, None,
     )
 
 
@@ -139,18 +140,13 @@ def decode(
         raise FrameError("auth_failed", raw, protocol=PROTOCOL)
     if parser.downgrade_detected:  # pragma: no cover - check_header refuses it first
         raise FrameError("downgrade", raw, protocol=PROTOCOL)
-    return _frame(update, parser, mac, encrypted, trigger_based, counter, raw)
+    return _frame(update, parser, mac, (encrypted, trigger_based, counter), raw)
 
 
 def _frame(
-    update: Any,
-    parser: Any,
-    mac: str,
-    encrypted: bool,
-    trigger_based: bool,
-    counter: int | None,
-    raw: bytes,
+    update: Any, parser: Any, mac: str, header: tuple[bool, bool, int | None], raw: bytes
 ) -> BTHomeFrame:
+    encrypted, trigger_based, counter = header
     measurements: list[Measurement] = []
     for key, value in update.entity_values.items():
         if key.key in _IGNORED_SENSORS or value.native_value is None:
