@@ -125,9 +125,10 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _no_lingering_tasks() -> Iterator[None]:
     yield
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
+    # policy.get_event_loop() would create (and leak, unclosed) a loop in a sync test run
+    # before any async one; read the policy's current loop without creating one.
+    loop = getattr(getattr(asyncio.get_event_loop_policy(), "_local", None), "_loop", None)
+    if loop is None:
         return
     if loop.is_closed() or loop.is_running():
         return

@@ -26,20 +26,28 @@ KEYS = {"btn1key": SHELLY_KEY.hex()}
 
 
 def advert(mac: str, raw: bytes, *, mono: float | None = None, rssi: int = -60) -> Advert:
-    return Advert(mac, "SBBT-002C", rssi, {BTHOME_UUID: raw},
-                  time.monotonic() if mono is None else mono)
+    return Advert(
+        mac, "SBBT-002C", rssi, {BTHOME_UUID: raw}, time.monotonic() if mono is None else mono
+    )
 
 
 def driver(store: Store | None = None, **opts: float) -> BleDriver:
-    return BleDriver([BUTTON, DOOR], KEYS, store=store, clock=Clock(assume_synced=True),
-                     options=BleOptions(**opts))  # type: ignore[arg-type]
+    return BleDriver(
+        [BUTTON, DOOR],
+        KEYS,
+        store=store,
+        clock=Clock(assume_synced=True),
+        options=BleOptions(**opts),
+    )  # type: ignore[arg-type]
 
 
 async def test_encrypted_button_press_becomes_readings(store: Store) -> None:
     d = driver(store)
     out = await d.process(advert(SHELLY_MAC, SHELLY_PRESS))
     assert [(r.kind, r.value) for r in out] == [
-        (ReadingKind.BUTTON, "press"), (ReadingKind.BATTERY, 100)]
+        (ReadingKind.BUTTON, "press"),
+        (ReadingKind.BATTERY, 100),
+    ]
     assert out[0].sensor_id == "btn1"
     assert out[0].extra["packet_id"] == 7
     assert out[0].extra["rssi_dbm"] == -60
@@ -112,8 +120,12 @@ async def test_door_window_motion_hazards_map_to_kinds() -> None:
     out = await d.process(advert(DOOR.address, plain(objs)))
     got = {(r.kind, r.value) for r in out}
     assert got == {
-        (ReadingKind.BATTERY, 15), (ReadingKind.GAS, True), (ReadingKind.WATER_LEAK, True),
-        (ReadingKind.MOTION, True), (ReadingKind.SMOKE, True), (ReadingKind.TAMPER, True),
+        (ReadingKind.BATTERY, 15),
+        (ReadingKind.GAS, True),
+        (ReadingKind.WATER_LEAK, True),
+        (ReadingKind.MOTION, True),
+        (ReadingKind.SMOKE, True),
+        (ReadingKind.TAMPER, True),
         (ReadingKind.CONTACT, True),
     }
 
