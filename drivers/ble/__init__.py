@@ -1,0 +1,1 @@
+"""BLE sensors: BTHome v2 advertisements (plain and encrypted) through bleak."""
