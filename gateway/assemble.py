@@ -6,6 +6,7 @@ with the same parts as production and swap only the edges.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from drivers.base import Driver
@@ -13,6 +14,7 @@ from drivers.replay import ReplayDriver
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
+from gateway.model import Alert, Transport
 from gateway.service import UplinkFactory
 from gateway.store import Store
 
@@ -27,9 +29,19 @@ def build_drivers(
     replay_keep_time: bool = False,
     replay_start_at: float | None = None,
     hardware: bool = True,
+    on_health: Callable[[Alert], None] | None = None,
 ) -> list[Driver]:
-    """Drivers for the configured sensors, plus a replay of a recorded session if asked."""
+    """Drivers for the configured sensors, plus a replay of a recorded session if asked.
+
+    ``hardware=False`` opens no BLE adapter or serial port (replays, tests, the demo).
+    ``on_health`` receives gateway-health alerts a driver raises about itself.
+    """
     drivers: list[Driver] = []
+    sensors = cfg.sensor_list()
+    if hardware and any(s.transport is Transport.BLE and s.kind.value != "pendant" for s in sensors):
+        from drivers.ble.driver import BleDriver
+
+        drivers.append(BleDriver(sensors, cfg.secrets.keys, store=store, clock=clock, on_health=on_health))
     if replay is not None:
         paired = frozenset(s.id for s in cfg.sensors) or None
         drivers.append(
@@ -41,7 +53,15 @@ def build_drivers(
 
 def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     """Every detector the config enables, in the order they see each reading."""
-    return []
+    from gateway.detect.sensors import SensorEventDetector
+    from gateway.detect.supervision import SupervisionDetector
+
+    sensors = cfg.sensor_list()
+    detectors: list[Detector] = [
+        SensorEventDetector(sensors, store),
+        SupervisionDetector(sensors, store),
+    ]
+    return detectors
 
 
 def uplink_factory(cfg: Config) -> UplinkFactory | None:

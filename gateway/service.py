@@ -108,6 +108,7 @@ class Service:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last_touch: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ control
 
@@ -188,6 +189,8 @@ class Service:
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S / 2)
         self._tasks.clear()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=1.0)
         for drv in self.drivers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(drv.close(), 1.0)
@@ -243,6 +246,12 @@ class Service:
                 listener(alert)
             except Exception:
                 log.exception("alert listener failed")
+
+    def submit_alert(self, alert: Alert) -> None:
+        """Raise an alert from synchronous code (a driver's health callback) on the loop."""
+        task = asyncio.get_running_loop().create_task(self.raise_alert(alert))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _maybe_touch(self, reading: Reading) -> None:
         assert self.astore is not None

@@ -45,17 +45,16 @@ async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
 
     clock = Clock()
     store = open_store(cfg)
-    drivers = assemble.build_drivers(
-        cfg, store, clock, replay=args.replay, replay_speed=args.speed,
-        replay_start_at=args.replay_start_at, hardware=not args.no_hardware
-    )
     service = Service(
         cfg,
-        drivers=drivers,
         detectors=assemble.build_detectors(cfg, store, clock),
         uplink_factory=None if args.no_uplink else assemble.uplink_factory(cfg),
         store=store,
         clock=clock,
         stop_when_drivers_done=args.exit_at_end,
+    )
+    service.drivers = assemble.build_drivers(
+        cfg, store, clock, replay=args.replay, replay_speed=args.speed,
+        replay_start_at=args.replay_start_at, hardware=not args.no_hardware, on_health=service.submit_alert,
     )
     await service.run()
