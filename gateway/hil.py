@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,11 +185,17 @@ class Subscriber:
     under test is a separate process with its single asyncio loop.
     """
 
-    def __init__(self, host: str, port: int, root: str, gw: str, *, ack: bool) -> None:
+    def __init__(
+        self, host: str, port: int, root: str, gw: str, *, ack: bool,
+        ack_types: frozenset[str] | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.root, self.gw, self.ack = root, gw, ack
+        self.ack_types = ack_types
+        self.printer = on_message
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-{os.getpid()}",
@@ -207,10 +214,14 @@ class Subscriber:
             payload = json.loads(msg.payload)
         except ValueError:
             payload = {"raw": msg.payload.decode("utf-8", "replace")}
+        record = {"t": time.time(), "topic": msg.topic, "payload": payload}
         with self._lock:
-            self.messages.append({"t": time.time(), "topic": msg.topic, "payload": payload})
+            self.messages.append(record)
+        if self.printer is not None:
+            self.printer(record)
         if self.ack and msg.topic.endswith("/alert") and isinstance(payload, dict) \
-                and payload.get("state") == "raised" and payload.get("severity") == "critical":
+                and payload.get("state") == "raised" and payload.get("severity") == "critical" \
+                and (self.ack_types is None or payload.get("type") in self.ack_types):
             client.publish(f"{self.root}/{self.gw}/cmd/ack",
                            json.dumps({"alert_id": payload.get("alert_id") or payload.get("id")}), qos=1)
 

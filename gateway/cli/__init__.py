@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.config_cmd",
     "gateway.cli.run_cmd",
     "gateway.cli.hil_cmd",
+    "gateway.cli.demo_cmd",
 )
 
 

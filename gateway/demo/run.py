@@ -1,0 +1,133 @@
+"""The demo: a local broker, the gateway with an example home, the story, the platform's view.
+
+The gateway runs in this process on the same path as `anxin run` (replayed sensors →
+detectors → store → uplink); the platform's view is a separate MQTT client that prints what
+arrives and acknowledges the emergency button as an operator would. Midway the broker is
+stopped for ten seconds and started again, and the backlog drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+from drivers.replay import ReplayDriver
+from gateway import assemble, logs
+from gateway.clock import Clock
+from gateway.demo.broker import LocalBroker
+from gateway.demo.story import DURATION_S, OUTAGE, demo_config, write_session
+from gateway.hil import Subscriber
+from gateway.service import Service, open_store
+
+log = logging.getLogger(__name__)
+
+EXPECTED: tuple[tuple[str, str], ...] = (
+    ("emergency_button", "raised"),
+    ("emergency_button", "acknowledged"),
+    ("fall_radar", "raised"),
+    ("fall", "raised"),
+    ("fall", "cancelled"),
+)
+
+
+class View:
+    """Prints what the platform receives, one line a message."""
+
+    def __init__(self, out: TextIO, start: float, *, color: bool) -> None:
+        self.out = out
+        self.start = start
+        self.color = color
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        t = rec["t"] - self.start
+        kind = rec["topic"].rsplit("/", 1)[-1]
+        p = rec["payload"] if isinstance(rec["payload"], dict) else {}
+        if kind == "alert":
+            sev = p.get("severity", "?")
+            code = {"critical": "1;31", "warning": "33"}.get(sev, "36")
+            sensor = p.get("sensor") or {}
+            text = self._paint(f"ALERT {p.get('type')} [{p.get('state')}] {sev}", code)
+            detail = f"sensor={sensor.get('id')} room={sensor.get('room')} seq={p.get('seq')}"
+        elif kind == "event":
+            readings = p.get("readings") or []
+            text = f"event  {len(readings)} readings"
+            detail = ", ".join(sorted({f"{r.get('sensor')}:{r.get('kind')}" for r in readings}))[:70]
+        elif kind == "status":
+            text = self._paint(f"status {p.get('state')}", "32" if p.get("state") == "online" else "35")
+            detail = f"queue={p.get('queue_depth')}"
+        else:
+            text, detail = kind, ""
+        print(f"[platform +{t:5.1f}s] {text}  {detail}", file=self.out, flush=True)
+
+
+async def run_demo(*, out: TextIO = sys.stdout, tty: bool | None = None, speed: float = 1.0,
+                   broker_kind: str = "auto") -> int:
+    tty = out.isatty() if tty is None else tty
+    logs.setup("WARNING" if tty else "INFO", "text")
+    with tempfile.TemporaryDirectory(prefix="anxin-demo-") as tmp:
+        work = Path(tmp)
+        broker = LocalBroker(prefer=broker_kind)
+        await broker.start()
+        print(f"anxin demo: broker {broker.kind} on {broker.url}; store in {work}", file=out, flush=True)
+        cfg = demo_config(work, broker.url)
+        session = write_session(work / "story.jsonl")
+        start = time.time() + 1.0
+        view = View(out, start, color=tty)
+        sub = Subscriber("127.0.0.1", broker.port, cfg.uplink.topic_root, cfg.gateway.id, ack=True,
+                         ack_types=frozenset({"emergency_button"}), on_message=view)
+        clock = Clock()
+        store = open_store(cfg)
+        service = Service(
+            cfg,
+            drivers=[ReplayDriver(session, speed=speed, clock=clock, start_at_epoch_s=start,
+                                  sensors=frozenset(s.id for s in cfg.sensors))],
+            detectors=assemble.build_detectors(cfg, store, clock),
+            uplink_factory=assemble.uplink_factory(cfg),
+            store=store,
+            clock=clock,
+        )
+        task = asyncio.create_task(service.run())
+        try:
+            await asyncio.sleep(max(0.0, start + OUTAGE[0] / speed - time.time()))
+            print("anxin demo: --- the broker goes down ---", file=out, flush=True)
+            await broker.stop()
+            await asyncio.sleep(max(0.0, start + OUTAGE[1] / speed - time.time()))
+            await broker.start()
+            print("anxin demo: --- the broker is back; the backlog drains ---", file=out, flush=True)
+            await asyncio.sleep(max(0.0, start + DURATION_S / speed - time.time()))
+        finally:
+            service.request_stop()
+            await asyncio.wait_for(task, 15)
+            await asyncio.sleep(0.5)
+            sub.close()
+            await broker.close()
+        return _summary(sub.snapshot(), out)
+
+
+def _summary(messages: list[dict[str, Any]], out: TextIO) -> int:
+    seen = Counter((m["payload"].get("type"), m["payload"].get("state"))
+                   for m in messages if m["topic"].endswith("/alert") and isinstance(m["payload"], dict))
+    events = sum(len(m["payload"].get("readings") or []) for m in messages
+                 if m["topic"].endswith("/event") and isinstance(m["payload"], dict))
+    missing = [f"{t} {s}" for t, s in EXPECTED if not seen[(t, s)]]
+    summary = {
+        "alerts": {f"{t}:{s}": n for (t, s), n in sorted(seen.items(), key=str)},
+        "event_readings": events,
+        "messages": len(messages),
+        "missing": missing,
+        "ok": not missing and events > 0,
+    }
+    print("anxin demo: " + ("every expected alert arrived" if summary["ok"] else f"MISSING: {missing}"),
+          file=out, flush=True)
+    print(json.dumps(summary), file=out, flush=True)
+    return 0 if summary["ok"] else 1
