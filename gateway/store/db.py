@@ -615,35 +615,37 @@ class Store:
         then, if the disk itself is full, the preallocated reserve file is deleted to give
         the filesystem room. Afterwards readings are pruned so the next alert finds room.
         """
-        try:
-            with self._tx() as conn:
-                return write(conn)
-        except sqlite3.OperationalError as exc:
-            if not _is_full(exc):
-                raise StoreError(f"alert commit failed: {exc}") from exc
-        self.stats.reserve_used += 1
-        log.error("store full: committing alert from the reserved pages")
-        try:
-            self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
-            self._checkpoint_quietly()
-            for attempt in range(3):
-                try:
-                    with self._tx() as conn:
-                        return write(conn)
-                except sqlite3.OperationalError as exc:
-                    if not _is_full(exc) or attempt == 2:
-                        raise StoreError(f"alert commit failed: {exc}") from exc
-                    if attempt == 0 and self._release_reserve_file():
-                        self._checkpoint_quietly()
-                    else:
-                        self._prune_quietly(force_fraction=0.05)
-                        self._checkpoint_quietly()
-        finally:
-            # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
-            # least at the current size, so this never undoes the commit above.
-            self._apply_budget(extra_pages=0)
-            self._prune_quietly()
-        raise StorageFullError("alert could not be committed")  # pragma: no cover
+        # One lock round it all: no reading batch may slip into the reserve meanwhile.
+        with self._lock:
+            try:
+                with self._tx() as conn:
+                    return write(conn)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise StoreError(f"alert commit failed: {exc}") from exc
+            self.stats.reserve_used += 1
+            log.error("store full: committing alert from the reserved pages")
+            try:
+                self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
+                self._checkpoint_quietly()
+                for attempt in range(3):
+                    try:
+                        with self._tx() as conn:
+                            return write(conn)
+                    except sqlite3.OperationalError as exc:
+                        if not _is_full(exc) or attempt == 2:
+                            raise StoreError(f"alert commit failed: {exc}") from exc
+                        if attempt == 0 and self._release_reserve_file():
+                            self._checkpoint_quietly()
+                        else:
+                            self._prune_quietly(force_fraction=0.05)
+                            self._checkpoint_quietly()
+            finally:
+                # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
+                # least at the current size, so this never undoes the commit above.
+                self._apply_budget(extra_pages=0)
+                self._prune_quietly()
+            raise StorageFullError("alert could not be committed")  # pragma: no cover
 
     def alert(self, alert_id: str) -> Alert | None:
         with self._lock:
