@@ -15,11 +15,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+
+from gateway.model import Alert, AlertType, Reading, ReadingKind, Severity
+from gateway.store import Store
 
 ROUNDS = 50
 
@@ -96,3 +101,36 @@ def test_sigkill_loses_no_reported_alert(tmp_path: Path) -> None:
         reported.extend(line for line in rest.split() if line)
         _check(db, reported)
     assert len(reported) >= ROUNDS, "the child hardly committed anything"
+
+
+def test_wal_and_full_sync(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_threads_commit_alerts_and_readings_together(store: Store) -> None:
+    """The service runs the store on a worker thread; other callers may share it."""
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    refs: list[str] = []
+
+    def alerts() -> None:
+        for i in range(100):
+            refs.append(
+                store.commit_alert(Alert(AlertType.TEST, Severity.INFO, t0, evidence={"i": i})).ref
+                or ""
+            )
+
+    def readings() -> None:
+        for _ in range(50):
+            store.add_readings([Reading("m", ReadingKind.MOTION, True, t0, 0.0, "b", True)] * 40)
+
+    threads = [threading.Thread(target=f) for f in (alerts, readings, alerts, readings)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {a.id for a in store.alerts(limit=1000)} == set(refs)
+    assert len(refs) == 200
+    assert store.stats.readings_committed == 4000
+    assert store.last_reading_id() == 4000
+    assert store.integrity_ok()
