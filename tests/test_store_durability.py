@@ -134,3 +134,13 @@ def test_threads_commit_alerts_and_readings_together(store: Store) -> None:
     assert store.stats.readings_committed == 4000
     assert store.last_reading_id() == 4000
     assert store.integrity_ok()
+
+
+def test_commit_alert_is_idempotent(store: Store) -> None:
+    a = Alert(AlertType.FALL, Severity.CRITICAL, datetime(2026, 3, 1, tzinfo=UTC), room="bathroom")
+    first = store.commit_alert(a)
+    again = store.commit_alert(a)
+    assert again.seq == first.seq
+    assert again.msg_id == first.msg_id
+    assert store.pending_count() == 1
+    assert len(store.alert_history(a.id)) == 1

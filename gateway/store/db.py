@@ -523,11 +523,17 @@ class Store:
         """Store a new alert and queue it for the uplink, durably, before returning.
 
         Uses the reserve when the store or the disk is full: an alert is never dropped
-        for want of space.
+        for want of space. Idempotent: committing an alert whose id is already stored
+        (a retry after an error whose commit did land) returns its first outbox row.
         """
         now = utc_now()
 
         def write(conn: sqlite3.Connection) -> OutboxRow:
+            if conn.execute("SELECT 1 FROM alerts WHERE id=?", (alert.id,)).fetchone():
+                existing = self._first_alert_row(conn, alert.id)
+                if existing is None:
+                    raise StoreError(f"alert {alert.id} was committed before; its message is gone")
+                return existing
             conn.execute(
                 "INSERT INTO alerts(id, type, severity, ts, sensor_id, sensor_kind, room, evidence,"
                 " state, mono, boot_id, synced, updated_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -685,6 +691,19 @@ class Store:
         )
         seq = int(cur.lastrowid or 0)
         return OutboxRow(seq, msg_id, kind, priority, ref, body, now, 0)
+
+    @staticmethod
+    def _first_alert_row(conn: sqlite3.Connection, alert_id: str) -> OutboxRow | None:
+        r = conn.execute(
+            "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts, delivered_ts"
+            " FROM outbox WHERE kind='alert' AND ref=? ORDER BY seq LIMIT 1",
+            (alert_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return OutboxRow(
+            r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), _dt_req(r[6]), r[7], _dt(r[8])
+        )
 
     def enqueue(
         self, kind: str, body: Mapping[str, Any], *, priority: int = 2, ref: str | None = None
