@@ -48,22 +48,40 @@ while True:
         Alert(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL, now, sensor_id="button-bed",
               evidence={"n": n})
     )
-    print(row.ref, flush=True)
+    print("A", row.ref, flush=True)
     if n % 4 == 1:
-        store.set_alert_state(row.ref, AlertState.DELIVERED, notify=False)
+        store.set_alert_state(row.ref, AlertState.ACKNOWLEDGED, note="carer called")
+        print("S", row.ref, flush=True)
     n += 1
 """
 
 
-def _check(db: Path, ids: list[str]) -> None:
+def _check(db: Path, lines: list[str]) -> None:
+    """``lines``: "A id" once commit_alert returned, "S id" once the acknowledgement did."""
+    ids = [line[2:] for line in lines if line.startswith("A ")]
+    acked = [line[2:] for line in lines if line.startswith("S ")]
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         stored = {r[0] for r in conn.execute("SELECT id FROM alerts")}
         queued = {r[0] for r in conn.execute("SELECT ref FROM outbox WHERE kind='alert'")}
         states = {r[0] for r in conn.execute("SELECT alert_id FROM alert_states")}
+        closed = {r[0] for r in conn.execute("SELECT id FROM alerts WHERE state='acknowledged'")}
+        ack_rows = {
+            r[0]
+            for r in conn.execute(
+                "SELECT alert_id FROM alert_states WHERE state='acknowledged' AND note IS NOT NULL"
+            )
+        }
+        ack_msgs = {
+            r[0]
+            for r in conn.execute("SELECT ref FROM outbox WHERE body LIKE '%\"acknowledged\"%'")
+        }
     finally:
         conn.close()
+    assert not [i for i in acked if i not in closed], "reported acknowledgement lost"
+    assert not [i for i in acked if i not in ack_rows], "acknowledgement without history row"
+    assert not [i for i in acked if i not in ack_msgs], "acknowledgement not queued"
     lost = [i for i in ids if i not in stored]
     assert not lost, f"{len(lost)} alerts reported committed but missing: {lost[:5]}"
     assert not [i for i in ids if i not in queued], "alert stored without its outbox row"
@@ -98,9 +116,10 @@ def test_sigkill_loses_no_reported_alert(tmp_path: Path) -> None:
             child.wait()
             child.stdout.close()
         assert child.returncode == -signal.SIGKILL
-        reported.extend(line for line in rest.split() if line)
+        reported.extend(line for line in rest.splitlines() if line)
         _check(db, reported)
-    assert len(reported) >= ROUNDS, "the child hardly committed anything"
+    assert sum(1 for x in reported if x.startswith("A ")) >= ROUNDS, "hardly any commits"
+    assert any(x.startswith("S ") for x in reported), "no state change was reported"
 
 
 def test_wal_and_full_sync(store: Store) -> None:
