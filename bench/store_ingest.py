@@ -125,7 +125,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200, help="readings per group commit")
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds; best of each")
     ap.add_argument("--alerts-s", type=float, default=3.0, help="seconds of alert commits")
-    ap.add_argument("--dir", default=None, help="where the databases go (default: a temp dir)")
+    ap.add_argument(
+        "--dir",
+        default="/var/tmp",
+        help="where the databases go; use the disk the gateway writes to, not a tmpfs",
+    )
     args = ap.parse_args()
     readings = make_readings(args.readings)
     store_rates: list[float] = []
@@ -163,6 +167,7 @@ def main() -> None:
                 "alerts": len(lat),
                 "synchronous": "FULL",
                 "fs_block": fs.f_bsize,
+                "dir": args.dir,
                 "sqlite": sqlite3.sqlite_version,
             }
         )

@@ -196,6 +196,13 @@ CASES: dict[str, Case] = {
         "7c:c6:b6",
         ("already used by sensors[0]",),
     ),
+    "sensor_missing_room": Case(
+        'address = "7C:C6:B6:00:00:02"\nroom = "entrance"',
+        'address = "7C:C6:B6:00:00:02"',
+        "sensors[1].room",
+        "REPLACED_HEADER",
+        ("missing", "expected a string", "id of a room in [[rooms]]"),
+    ),
     "unknown_room": Case(
         'room = "entrance"',
         'room = "hall"',
@@ -287,6 +294,11 @@ def test_wrong_config_names_file_line_key_and_expectation(tmp_path: Path, name: 
     err = info.value
     if case.line_needle is None:
         want_line = None
+    elif case.line_needle == "REPLACED_HEADER":  # the [[table]] the missing key belongs in
+        want_line = BASE[: BASE.index(case.old)].count("\n") + 1
+        want_line = max(
+            n for n, ln in enumerate(text.splitlines(), 1) if n <= want_line and ln.startswith("[[")
+        )
     elif case.line_needle == "REPLACED":
         want_line = BASE[: BASE.index(case.old)].count("\n") + 1
     else:

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.run_cmd",
     "gateway.cli.hil_cmd",
     "gateway.cli.demo_cmd",
+    "gateway.cli.db_cmd",
 )
 
 

@@ -288,7 +288,9 @@ class Store:
         if self._reserve_file.exists():
             self._reserve_file.unlink()
             self.stats.reserve_used += 1
-            log.error("disk full: released the %d-byte reserve so alerts can commit", self.reserve_bytes)
+            log.error(
+                "disk full: released the %d-byte reserve so alerts can commit", self.reserve_bytes
+            )
             return True
         return False
 
@@ -334,7 +336,8 @@ class Store:
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO learned(name, value, updated_ts) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value=excluded.value, updated_ts=excluded.updated_ts",
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value,"
+                " updated_ts=excluded.updated_ts",
                 (name, _json(value), rfc3339(utc_now())),
             )
 
@@ -351,12 +354,20 @@ class Store:
         with self._tx() as conn:
             for s in sensors:
                 conn.execute(
-                    "INSERT INTO sensors(id, kind, transport, address, room, expected_interval_s, label)"
-                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET kind=excluded.kind,"
+                    "INSERT INTO sensors(id, kind, transport, address, room,"
+                    " expected_interval_s, label) VALUES (?,?,?,?,?,?,?)"
+                    " ON CONFLICT(id) DO UPDATE SET kind=excluded.kind,"
                     " transport=excluded.transport, address=excluded.address, room=excluded.room,"
                     " expected_interval_s=excluded.expected_interval_s, label=excluded.label",
-                    (s.id, s.kind.value, s.transport.value, s.address, s.room,
-                     s.expected_interval_s, s.label),
+                    (
+                        s.id,
+                        s.kind.value,
+                        s.transport.value,
+                        s.address,
+                        s.room,
+                        s.expected_interval_s,
+                        s.label,
+                    ),
                 )
             keep = [s.id for s in sensors]
             marks = ",".join("?" * len(keep))
@@ -388,7 +399,9 @@ class Store:
 
         return [
             SensorHealth(
-                sensor=Sensor(r[0], SensorKind(r[1]), Transport(r[2]), r[3], r[4], r[5], label=r[6]),
+                sensor=Sensor(
+                    r[0], SensorKind(r[1]), Transport(r[2]), r[3], r[4], r[5], label=r[6]
+                ),
                 last_seen_ts=_dt(r[7]),
                 last_seen_mono=r[8],
                 battery_pct=r[9],
@@ -510,26 +523,43 @@ class Store:
         """Store a new alert and queue it for the uplink, durably, before returning.
 
         Uses the reserve when the store or the disk is full: an alert is never dropped
-        for want of space.
+        for want of space. Idempotent: committing an alert whose id is already stored
+        (a retry after an error whose commit did land) returns its first outbox row.
         """
         now = utc_now()
 
         def write(conn: sqlite3.Connection) -> OutboxRow:
+            if conn.execute("SELECT 1 FROM alerts WHERE id=?", (alert.id,)).fetchone():
+                existing = self._first_alert_row(conn, alert.id)
+                if existing is None:
+                    raise StoreError(f"alert {alert.id} was committed before; its message is gone")
+                return existing
             conn.execute(
                 "INSERT INTO alerts(id, type, severity, ts, sensor_id, sensor_kind, room, evidence,"
                 " state, mono, boot_id, synced, updated_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    alert.id, alert.type.value, alert.severity.value, rfc3339(alert.ts),
-                    alert.sensor_id, alert.sensor_kind.value if alert.sensor_kind else None,
-                    alert.room, _json(dict(alert.evidence)), alert.state.value,
-                    alert.monotonic_s, alert.boot_id, int(alert.clock_synced), rfc3339(now),
+                    alert.id,
+                    alert.type.value,
+                    alert.severity.value,
+                    rfc3339(alert.ts),
+                    alert.sensor_id,
+                    alert.sensor_kind.value if alert.sensor_kind else None,
+                    alert.room,
+                    _json(dict(alert.evidence)),
+                    alert.state.value,
+                    alert.monotonic_s,
+                    alert.boot_id,
+                    int(alert.clock_synced),
+                    rfc3339(now),
                 ),
             )
             conn.execute(
                 "INSERT INTO alert_states(alert_id, state, ts, note) VALUES (?,?,?,NULL)",
                 (alert.id, alert.state.value, rfc3339(now)),
             )
-            return self._enqueue(conn, "alert", alert.severity.rank, alert.id, alert_body(alert), now)
+            return self._enqueue(
+                conn, "alert", alert.severity.rank, alert.id, alert_body(alert), now
+            )
 
         row = self._write_alert(write)
         self.stats.alerts_committed += 1
@@ -591,35 +621,37 @@ class Store:
         then, if the disk itself is full, the preallocated reserve file is deleted to give
         the filesystem room. Afterwards readings are pruned so the next alert finds room.
         """
-        try:
-            with self._tx() as conn:
-                return write(conn)
-        except sqlite3.OperationalError as exc:
-            if not _is_full(exc):
-                raise StoreError(f"alert commit failed: {exc}") from exc
-        self.stats.reserve_used += 1
-        log.error("store full: committing alert from the reserved pages")
-        try:
-            self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
-            self._checkpoint_quietly()
-            for attempt in range(3):
-                try:
-                    with self._tx() as conn:
-                        return write(conn)
-                except sqlite3.OperationalError as exc:
-                    if not _is_full(exc) or attempt == 2:
-                        raise StoreError(f"alert commit failed: {exc}") from exc
-                    if attempt == 0 and self._release_reserve_file():
-                        self._checkpoint_quietly()
-                    else:
-                        self._prune_quietly(force_fraction=0.05)
-                        self._checkpoint_quietly()
-        finally:
-            # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
-            # least at the current size, so this never undoes the commit above.
-            self._apply_budget(extra_pages=0)
-            self._prune_quietly()
-        raise StorageFullError("alert could not be committed")  # pragma: no cover
+        # One lock round it all: no reading batch may slip into the reserve meanwhile.
+        with self._lock:
+            try:
+                with self._tx() as conn:
+                    return write(conn)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise StoreError(f"alert commit failed: {exc}") from exc
+            self.stats.reserve_used += 1
+            log.error("store full: committing alert from the reserved pages")
+            try:
+                self._apply_budget(extra_pages=self.reserve_bytes // self._page_size)
+                self._checkpoint_quietly()
+                for attempt in range(3):
+                    try:
+                        with self._tx() as conn:
+                            return write(conn)
+                    except sqlite3.OperationalError as exc:
+                        if not _is_full(exc) or attempt == 2:
+                            raise StoreError(f"alert commit failed: {exc}") from exc
+                        if attempt == 0 and self._release_reserve_file():
+                            self._checkpoint_quietly()
+                        else:
+                            self._prune_quietly(force_fraction=0.05)
+                            self._checkpoint_quietly()
+            finally:
+                # Readings must not grow into the alerts' reserve; SQLite keeps the cap at
+                # least at the current size, so this never undoes the commit above.
+                self._apply_budget(extra_pages=0)
+                self._prune_quietly()
+            raise StorageFullError("alert could not be committed")  # pragma: no cover
 
     def alert(self, alert_id: str) -> Alert | None:
         with self._lock:
@@ -653,13 +685,29 @@ class Store:
     ) -> OutboxRow:
         msg_id = new_id()
         cur = conn.execute(
-            "INSERT INTO outbox(msg_id, kind, priority, ref, body, created_ts) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO outbox(msg_id, kind, priority, ref, body, created_ts)"
+            " VALUES (?,?,?,?,?,?)",
             (msg_id, kind, priority, ref, _json(body), rfc3339(now)),
         )
         seq = int(cur.lastrowid or 0)
         return OutboxRow(seq, msg_id, kind, priority, ref, body, now, 0)
 
-    def enqueue(self, kind: str, body: Mapping[str, Any], *, priority: int = 2, ref: str | None = None) -> OutboxRow:
+    @staticmethod
+    def _first_alert_row(conn: sqlite3.Connection, alert_id: str) -> OutboxRow | None:
+        r = conn.execute(
+            "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts, delivered_ts"
+            " FROM outbox WHERE kind='alert' AND ref=? ORDER BY seq LIMIT 1",
+            (alert_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return OutboxRow(
+            r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), _dt_req(r[6]), r[7], _dt(r[8])
+        )
+
+    def enqueue(
+        self, kind: str, body: Mapping[str, Any], *, priority: int = 2, ref: str | None = None
+    ) -> OutboxRow:
         """Queue a non-alert message (event batch, telemetry, status) for the uplink.
 
         Raises :class:`StorageFullError` when even pruning leaves no room: these messages
@@ -700,7 +748,9 @@ class Store:
     def pending_count(self) -> int:
         with self._lock:
             return int(
-                self.conn.execute("SELECT COUNT(*) FROM outbox WHERE delivered_ts IS NULL").fetchone()[0]
+                self.conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE delivered_ts IS NULL"
+                ).fetchone()[0]
             )
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
@@ -716,7 +766,9 @@ class Store:
 
     def mark_attempt(self, seqs: Iterable[int]) -> None:
         with self._tx() as conn:
-            conn.executemany("UPDATE outbox SET attempts=attempts+1 WHERE seq=?", [(s,) for s in seqs])
+            conn.executemany(
+                "UPDATE outbox SET attempts=attempts+1 WHERE seq=?", [(s,) for s in seqs]
+            )
 
     def outbox_row(self, seq: int) -> OutboxRow | None:
         with self._lock:
@@ -727,7 +779,9 @@ class Store:
             ).fetchone()
         if r is None:
             return None
-        return OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), _dt_req(r[6]), r[7], _dt(r[8]))
+        return OutboxRow(
+            r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), _dt_req(r[6]), r[7], _dt(r[8])
+        )
 
     # ------------------------------------------------------------------ pruning
 
@@ -771,18 +825,30 @@ class Store:
         with self._tx() as conn:
             total_r = int(conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
             n_r = max(1, min_rows, int(total_r * fraction)) if total_r else 0
-            r = conn.execute(
-                "DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", (n_r,)
-            ).rowcount if n_r else 0
+            r = (
+                conn.execute(
+                    "DELETE FROM readings WHERE id IN"
+                    " (SELECT id FROM readings ORDER BY id LIMIT ?)",
+                    (n_r,),
+                ).rowcount
+                if n_r
+                else 0
+            )
             total_o = int(
-                conn.execute("SELECT COUNT(*) FROM outbox WHERE delivered_ts IS NOT NULL").fetchone()[0]
+                conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE delivered_ts IS NOT NULL"
+                ).fetchone()[0]
             )
             n_o = max(1, int(total_o * fraction)) if total_o else 0
-            o = conn.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE delivered_ts IS NOT NULL"
-                " ORDER BY seq LIMIT ?)",
-                (n_o,),
-            ).rowcount if n_o else 0
+            o = (
+                conn.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+                    " WHERE delivered_ts IS NOT NULL ORDER BY seq LIMIT ?)",
+                    (n_o,),
+                ).rowcount
+                if n_o
+                else 0
+            )
         return r, o
 
     def integrity_ok(self) -> bool:
