@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,17 @@ from gateway.model import Alert, AlertType, Severity
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
-PERSISTENT = "persistence true\nautosave_interval 1\n"
+
+
+def persistent_conf(tmp_path: Path) -> str:
+    """mosquitto settings that keep sessions and queued messages across a restart.
+
+    Started as root, mosquitto drops to its own user before writing its database, and that
+    user cannot enter pytest's private tmp_path: keep root for this test broker."""
+    where = tmp_path / "mosquitto-data"
+    where.mkdir(exist_ok=True)
+    user = "user root\n" if os.geteuid() == 0 else ""
+    return f"{user}persistence true\nautosave_interval 1\npersistence_location {where}/\n"
 
 
 def schema_validators() -> dict[str, Draft202012Validator]:

@@ -65,6 +65,7 @@ class UplinkStats:
     delivered: int = 0
     rejected: int = 0
     commands: int = 0
+    max_inflight_seen: int = 0
 
 
 def endpoint_from_config(cfg: Config) -> Endpoint:
@@ -463,6 +464,7 @@ class Uplink:
                 return
             self._inflight[mid] = row
             self.stats.published += 1
+            self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(self._inflight))
             room -= 1
 
     def _on_publish(self, mid: int, ok: bool, reason: str) -> None:
