@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Broker
-from uplink_helpers import persistent_conf, Subscriber, alert, make_config
+from uplink_helpers import Subscriber, alert, check_no_loss_in_order, make_config, persistent_conf
 
 from gateway.model import Severity
 from gateway.store import OutboxRow, Store
@@ -42,26 +42,6 @@ async def until(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped
     while not pred():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
-
-
-def check_no_loss_in_order(committed: list[OutboxRow], platform: Subscriber) -> None:
-    """Every committed alert arrived; duplicates only by id; first arrivals in seq order
-    within each severity."""
-    got = platform.of("/alert")
-    by_id: dict[str, dict[str, object]] = {}
-    firsts: list[dict[str, object]] = []
-    for m in got:
-        prev = by_id.get(str(m["id"]))
-        if prev is None:
-            by_id[str(m["id"])] = m
-            firsts.append(m)
-        else:
-            assert prev == m, "a duplicate must be the same message"
-    assert set(by_id) == {r.msg_id for r in committed}, "lost or unknown alerts"
-    for sev in ("critical", "warning", "info"):
-        seqs = [int(str(m["seq"])) for m in firsts if m["severity"] == sev]
-        assert seqs == sorted(seqs), f"{sev} alerts out of order"
-    platform.validate_all()
 
 
 async def test_broker_restarted_many_times_while_alerts_flow(broker, store, platform):

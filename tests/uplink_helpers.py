@@ -148,3 +148,23 @@ class Subscriber:
             validate(kind, body)
             n += 1
         return n
+
+
+def check_no_loss_in_order(committed: list[Any], platform: Subscriber) -> None:
+    """Every committed alert arrived; duplicates only by id; first arrivals in seq order
+    within each severity."""
+    got = platform.of("/alert")
+    by_id: dict[str, dict[str, object]] = {}
+    firsts: list[dict[str, object]] = []
+    for m in got:
+        prev = by_id.get(str(m["id"]))
+        if prev is None:
+            by_id[str(m["id"])] = m
+            firsts.append(m)
+        else:
+            assert prev == m, "a duplicate must be the same message"
+    assert set(by_id) == {r.msg_id for r in committed}, "lost or unknown alerts"
+    for sev in ("critical", "warning", "info"):
+        seqs = [int(str(m["seq"])) for m in firsts if m["severity"] == sev]
+        assert seqs == sorted(seqs), f"{sev} alerts out of order"
+    platform.validate_all()
