@@ -103,7 +103,12 @@ class Uplink:
         notifiers: Iterable[Notifier] | None = None,
         *,
         clock: Clock | None = None,
+        announce: bool = True,
+        escalate: bool = True,
+        client_id: str | None = None,
     ) -> None:
+        """``announce=False`` (no status, no will), ``escalate=False`` and another
+        ``client_id`` are for tools that borrow the uplink beside a running gateway."""
         self.cfg = cfg
         self.store = store
         self.topics = contract.Topics(cfg.uplink.topic_root, cfg.gateway.id)
@@ -123,6 +128,9 @@ class Uplink:
         self._protocol = MQTT311 if cfg.uplink.protocol == MQTT311 else MQTT5
         self._backoff = Backoff(cfg.uplink.reconnect_min_s, cfg.uplink.reconnect_max_s)
         self._will: bytes | None = None
+        self._announce = announce
+        self._escalate = escalate
+        self._client_id = client_id or cfg.client_id
         # Delivery bookkeeping, all touched on the loop only.
         self._inflight: dict[int, OutboxRow] = {}
         self._acked: list[OutboxRow] = []
@@ -146,8 +154,9 @@ class Uplink:
         loops = [
             self._guarded("connection", self._connection_loop),
             self._guarded("events", self._event_loop),
-            self._guarded("escalation", self.escalator.run),
         ]
+        if self._escalate:
+            loops.append(self._guarded("escalation", self.escalator.run))
         tasks = [asyncio.create_task(c) for c in loops]
         try:
             await asyncio.gather(*tasks)
@@ -156,6 +165,7 @@ class Uplink:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._shutdown_connection()
+            await self._final_flush()
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -273,15 +283,15 @@ class Uplink:
             await self._sleep(delay)
 
     async def _open(self) -> tuple[Connection, Connack]:
-        if self._will is None:
+        if self._will is None and self._announce:
             self._will = await self._status_payload("offline")
         conn = Connection(
             self.endpoint,
-            client_id=self.cfg.client_id,
+            client_id=self._client_id,
             protocol=self._protocol,
             keepalive_s=self.cfg.uplink.keepalive_s,
             max_inflight=self.cfg.uplink.max_inflight,
-            will=(self.topics.status, self._will),
+            will=(self.topics.status, self._will) if self._will is not None else None,
             on_publish=self._on_publish,
             on_message=self._on_message,
             on_lost=self.wake,
@@ -315,9 +325,10 @@ class Uplink:
             log.warning("uplink: broker did not take the protocol; trying MQTT %s next", self._protocol)
 
     async def _serve(self, conn: Connection, connack: Connack) -> None:
-        conn.subscribe(self.topics.cmd_filter, qos=1)
-        await self._publish_status(conn, "online")
-        self.spawn(self._telemetry_loop(conn), "uplink-telemetry")
+        if self._announce:
+            conn.subscribe(self.topics.cmd_filter, qos=1)
+            await self._publish_status(conn, "online")
+            self.spawn(self._telemetry_loop(conn), "uplink-telemetry")
         await self._drain(conn)
 
     async def _drop(self, conn: Connection) -> None:
@@ -336,7 +347,9 @@ class Uplink:
         conn = self._conn
         if conn is None:
             return
-        if conn.connected:
+        if conn.connected and not self._announce:
+            await conn.disconnect(2.0)
+        elif conn.connected:
             try:
                 payload = await self._status_payload("offline")
                 mid = conn.publish(self.topics.status, payload, qos=1, retain=True)
@@ -506,6 +519,15 @@ class Uplink:
                 self._wake.set()
 
         fut.add_done_callback(done)
+
+    async def _final_flush(self) -> None:
+        """Record the PUBACKs already received, so a restart does not send them again."""
+        batch, self._acked = self._acked, []
+        if batch:
+            try:
+                await self.db(self._mark_delivered, batch)
+            except AnxinError as exc:
+                log.warning("uplink: %d delivered rows not marked on the way out: %s", len(batch), exc)
 
     def _mark_delivered(self, batch: list[OutboxRow]) -> None:
         self.store.mark_delivered(r.seq for r in batch)
