@@ -32,7 +32,7 @@ def boot_id() -> str:
 
 class _Timex(ctypes.Structure):
     # struct timex from <sys/timex.h> (x86_64 and aarch64 glibc layout); only status is read.
-    _fields_ = [  # noqa: RUF012 - ctypes needs a mutable class attribute here
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),

@@ -36,9 +36,9 @@ _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 def meta(
     *,
-    help: str,  # noqa: A002 - reads naturally at the call sites
-    min: float | None = None,  # noqa: A002
-    max: float | None = None,  # noqa: A002
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
     pattern: str | None = None,
     check: typing.Callable[[Any], str | None] | None = None,
 ) -> dict[str, Any]:
@@ -606,7 +606,7 @@ def to_dict(cfg: Config, *, mask_secrets: bool = True) -> dict[str, Any]:
         for k in ("mqtt_username", "mqtt_password"):
             if sec.get(k):
                 sec[k] = "***"
-        sec["keys"] = {k: "***" for k in sec.get("keys", {})}
+        sec["keys"] = dict.fromkeys(sec.get("keys", {}), "***")
     return typing.cast(dict[str, Any], out)
 
 

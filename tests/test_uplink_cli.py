@@ -27,7 +27,7 @@ reconnect_min_s = 0.05
 reconnect_max_s = 1
 
 [storage]
-path = "{tmp_path / 'anxin.db'}"
+path = "{tmp_path / "anxin.db"}"
 budget_mb = 32
 reserve_mb = 1
 """,
@@ -39,8 +39,22 @@ reserve_mb = 1
 def test_send_test_alert_standalone_reports_puback_and_arrival(mosquitto, tmp_path):
     cfg = write_config(tmp_path, mosquitto)
     tail = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "tail", "--config", str(cfg), "--count", "1", "--timeout", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "tail",
+            "--config",
+            str(cfg),
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
@@ -56,7 +70,9 @@ def test_send_test_alert_standalone_reports_puback_and_arrival(mosquitto, tmp_pa
         if tail.poll() is None:
             tail.kill()
             tail.communicate()
-    assert "alert" in out and "INFO" in out and "test raised" in out
+    assert "alert" in out
+    assert "INFO" in out
+    assert "test raised" in out
     with Store(tmp_path / "anxin.db") as store:
         assert store.pending_count() == 0
         (a,) = store.alerts()
@@ -67,7 +83,8 @@ def test_send_test_alert_without_a_service_says_so(mosquitto, tmp_path):
     cfg = write_config(tmp_path, mosquitto)
     res = run_cli("send-test-alert", "--config", str(cfg), "--timeout", "1")
     assert res.returncode == 1
-    assert "NOT delivered" in res.stderr and "--standalone" in res.stderr
+    assert "NOT delivered" in res.stderr
+    assert "--standalone" in res.stderr
 
 
 def test_tail_json_lines(mosquitto, tmp_path):

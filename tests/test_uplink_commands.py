@@ -48,7 +48,9 @@ class Platform:
     def __init__(self, broker: Any) -> None:
         self.replies: list[tuple[str, dict[str, Any], bytes | None]] = []
         self.lock = threading.Lock()
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id="cmd-sender", protocol=paho.MQTTv5)
+        self.c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="cmd-sender", protocol=paho.MQTTv5
+        )
         self.c.on_message = self._on_message
         self.c.connect(broker.host, broker.port)
         self.c.subscribe("platform/replies/#", qos=1)
@@ -61,14 +63,18 @@ class Platform:
         with self.lock:
             self.replies.append((msg.topic, json.loads(msg.payload), corr))
 
-    def send(self, name: str, payload: bytes, *, response: str | None = None, corr: bytes | None = None) -> None:
+    def send(
+        self, name: str, payload: bytes, *, response: str | None = None, corr: bytes | None = None
+    ) -> None:
         props = None
         if response:
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = response
             if corr:
                 props.CorrelationData = corr
-        self.c.publish(f"anxin/v1/gw-test/cmd/{name}", payload, qos=1, properties=props).wait_for_publish(5)
+        self.c.publish(
+            f"anxin/v1/gw-test/cmd/{name}", payload, qos=1, properties=props
+        ).wait_for_publish(5)
 
     def close(self) -> None:
         self.c.disconnect()
@@ -92,26 +98,33 @@ async def test_ack_marks_the_alert_handled_and_sends_its_new_state(mosquitto, st
         async with running(uplink):
             await until(lambda: store.pending_count() == 0)
             await asyncio.to_thread(
-                platform.send, "ack", json.dumps({"id": "r1", "alert_id": alert_id, "by": "operator 7"}).encode(),
-                response="platform/replies/gw", corr=b"\x01\x02",
+                platform.send,
+                "ack",
+                json.dumps({"id": "r1", "alert_id": alert_id, "by": "operator 7"}).encode(),
+                response="platform/replies/gw",
+                corr=b"\x01\x02",
             )
             await until(lambda: len(platform.replies) >= 1)
             await until(lambda: len(watcher.of("/alert")) >= 2)
     finally:
         watcher.stop()
     topic, reply, corr = platform.replies[0]
-    assert topic == "platform/replies/gw" and corr == b"\x01\x02"
-    assert reply["ok"] is True and reply["request_id"] == "r1"
+    assert topic == "platform/replies/gw"
+    assert corr == b"\x01\x02"
+    assert reply["ok"] is True
+    assert reply["request_id"] == "r1"
     assert reply["result"] == {"alert_id": alert_id, "state": "acknowledged", "changed": True}
     validate("reply", reply)
     a = store.alert(alert_id)
-    assert a is not None and a.state is AlertState.ACKNOWLEDGED
+    assert a is not None
+    assert a.state is AlertState.ACKNOWLEDGED
     states = [s for s, _, _ in store.alert_history(alert_id)]
     assert AlertState.ACKNOWLEDGED in states
     notes = [n for s, _, n in store.alert_history(alert_id) if s is AlertState.ACKNOWLEDGED]
     assert notes == ["acknowledged by operator 7"]
     update = watcher.of("/alert")[-1]
-    assert update["state"] == "acknowledged" and update["alert_id"] == alert_id
+    assert update["state"] == "acknowledged"
+    assert update["alert_id"] == alert_id
     assert update["note"] == "acknowledged by operator 7"
     watcher.validate_all()
 
@@ -127,7 +140,9 @@ async def test_ack_marks_the_alert_handled_and_sends_its_new_state(mosquitto, st
         ("ack", b"\xff\xfe", "malformed"),
     ],
 )
-async def test_bad_commands_get_an_error_reply_and_change_nothing(mosquitto, store, platform, name, payload, code):
+async def test_bad_commands_get_an_error_reply_and_change_nothing(
+    mosquitto, store, platform, name, payload, code
+):
     row = store.commit_alert(alert(Severity.CRITICAL))
     uplink = Uplink(make_config(mosquitto), store)
     async with running(uplink):
@@ -137,14 +152,17 @@ async def test_bad_commands_get_an_error_reply_and_change_nothing(mosquitto, sto
         await until(lambda: len(platform.replies) >= 1)
     topic, reply, _ = platform.replies[0]
     assert topic == f"anxin/v1/gw-test/reply/{name}"
-    assert reply["ok"] is False and reply["error"]["code"] == code
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == code
     validate("reply", reply)
     assert store.alert_history(str(row.ref)) == before
     assert store.pending_count() == 0
 
 
 async def test_ping_sensors_and_config_with_secrets_masked(mosquitto, store, platform):
-    store.sync_sensors([Sensor("btn-1", SensorKind.BUTTON, Transport.BLE, "A4:C1:38:00:00:01", "bedroom")])
+    store.sync_sensors(
+        [Sensor("btn-1", SensorKind.BUTTON, Transport.BLE, "A4:C1:38:00:00:01", "bedroom")]
+    )
     cfg = make_config(mosquitto)
     cfg = replace(cfg, secrets=SecretsConfig(mqtt_username="gw", mqtt_password="hunter2"))
     # Credentials the anonymous test broker ignores, so the connection still succeeds.
@@ -174,7 +192,8 @@ class FailingNotifier:
 async def test_unhandled_critical_alert_escalates_and_repeats_until_acknowledged(store):
     logging_notifier = LoggingNotifier()
     failing = FailingNotifier()
-    assert isinstance(logging_notifier, Notifier) and isinstance(failing, Notifier)
+    assert isinstance(logging_notifier, Notifier)
+    assert isinstance(failing, Notifier)
     # No broker at all: escalation must not depend on the uplink being connected.
     cfg = make_config(None, escalate_after_s=0.3, repeat_every_s=0.4)
     crit = store.commit_alert(alert(Severity.CRITICAL))
@@ -191,7 +210,8 @@ async def test_unhandled_critical_alert_escalates_and_repeats_until_acknowledged
     assert [n for _, n in logging_notifier.sent] == list(range(1, sent + 1))
     history = store.alert_history(str(crit.ref))
     notes = [n for s, _, n in history if s is AlertState.ESCALATED]
-    assert len(notes) == sent and notes[0] == "attempt 1: log"
+    assert len(notes) == sent
+    assert notes[0] == "attempt 1: log"
     assert not [s for s, _, _ in store.alert_history(str(warn.ref)) if s is AlertState.ESCALATED]
 
 

@@ -61,8 +61,11 @@ async def test_alerts_arrive_in_priority_then_seq_order_and_are_marked(mosquitto
         r.seq for r in committed if r.priority == 0
     )
     first = got[0]
-    assert first["schema"] == "anxin/v1" and first["gw"] == "gw-test" and first["home"] == "home-1"
-    assert first["state"] == "raised" and first["sensor"] is None
+    assert first["schema"] == "anxin/v1"
+    assert first["gw"] == "gw-test"
+    assert first["home"] == "home-1"
+    assert first["state"] == "raised"
+    assert first["sensor"] is None
     assert first["clock"]["synced"] is True
     history = [s for s, _, _ in store.alert_history(first["alert_id"])]
     assert history == [AlertState.RAISED, AlertState.DELIVERED]
@@ -102,7 +105,8 @@ async def test_status_online_retained_then_offline_on_close(mosquitto, store, pl
         await until(lambda: len(platform.of("/status")) >= 1)
         online = platform.of("/status")[0]
         assert online["state"] == "online"
-        assert online["protocol"] == "5" and online["queue_depth"] >= 0
+        assert online["protocol"] == "5"
+        assert online["queue_depth"] >= 0
         assert uplink.healthy()
     await until(lambda: [m["state"] for m in platform.of("/status")][-1:] == ["offline"])
     assert not uplink.healthy()
@@ -140,7 +144,7 @@ async def test_telemetry_is_sent_and_valid(mosquitto, store, platform):
     tel = platform.of("/telemetry")[0]
     assert tel["uplink"]["connects"] == 1
     assert platform.validate_all() >= 2
-    raw = [m for t, _, m in platform.messages if t.endswith("/telemetry")][0]
+    raw = next(m for t, _, m in platform.messages if t.endswith("/telemetry"))
     assert raw.qos == 0
     assert json.loads(raw.payload)["id"] == tel["id"]
 
@@ -149,6 +153,7 @@ def test_unusable_broker_url_still_builds(tmp_path: Path) -> None:
     s = Store(tmp_path / "x.db").open()
     try:
         up = Uplink(make_config(None, broker_url="mqtts://broker.example:8883"), s)
-        assert up.endpoint.port == 8883 and up.endpoint.tls is not None
+        assert up.endpoint.port == 8883
+        assert up.endpoint.tls is not None
     finally:
         s.close()

@@ -17,9 +17,22 @@ CHILD = ROOT / "tests" / "uplink_child.py"
 
 def spawn(port: int, db: Path, count: int, interval: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(CHILD), "--port", str(port), "--db", str(db),
-         "--count", str(count), "--interval", str(interval)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(CHILD),
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--count",
+            str(count),
+            "--interval",
+            str(interval),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
 
 
@@ -52,7 +65,9 @@ def test_gateway_killed_mid_flight_then_restarted(mosquitto, tmp_path):
                 first.wait(10)
             _close_pipes(first)
         # The broker publishes the will for the vanished gateway.
-        assert platform.wait_for(lambda s: any(m["state"] == "offline" for m in s.of("/status")), 20)
+        assert platform.wait_for(
+            lambda s: any(m["state"] == "offline" for m in s.of("/status")), 20
+        )
         second = spawn(mosquitto.port, db, count=0, interval=0)
         try:
             read_until(second, lambda ls: "drained" in ls)
@@ -64,7 +79,7 @@ def test_gateway_killed_mid_flight_then_restarted(mosquitto, tmp_path):
             _close_pipes(second)
         assert second.returncode == 0
         with Store(db) as store:
-            committed = [r for r in _all_alert_rows(store)]
+            committed = _all_alert_rows(store)
         assert len(committed) >= 120
         assert platform.wait_for(
             lambda s: {m["id"] for m in s.of("/alert")} >= {r.msg_id for r in committed}, 20
@@ -80,7 +95,9 @@ class _Row:
 
 
 def _all_alert_rows(store: Store) -> list[_Row]:
-    rows = store.conn.execute("SELECT msg_id FROM outbox WHERE kind='alert' ORDER BY seq").fetchall()
+    rows = store.conn.execute(
+        "SELECT msg_id FROM outbox WHERE kind='alert' ORDER BY seq"
+    ).fetchall()
     return [_Row(r[0]) for r in rows]
 
 

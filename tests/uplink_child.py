@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from uplink_helpers import alert, make_config  # noqa: E402 - after the path set-up
+from uplink_helpers import alert, make_config
 
-from gateway.model import Severity  # noqa: E402
-from gateway.store import Store  # noqa: E402
-from gateway.uplink import Uplink  # noqa: E402
+from gateway.model import Severity
+from gateway.store import Store
+from gateway.uplink import Uplink
 
 
 class _Broker:
@@ -30,7 +30,9 @@ class _Broker:
 
 async def main(args: argparse.Namespace) -> None:
     store = Store(args.db, budget_bytes=64 * 1024 * 1024, reserve_bytes=1024 * 1024).open()
-    uplink = Uplink(make_config(_Broker(args.port), reconnect_min_s=0.05, reconnect_max_s=0.3), store)
+    uplink = Uplink(
+        make_config(_Broker(args.port), reconnect_min_s=0.05, reconnect_max_s=0.3), store
+    )
     task = asyncio.create_task(uplink.run())
     sevs = [Severity.CRITICAL, Severity.WARNING, Severity.INFO]
     loop = asyncio.get_running_loop()

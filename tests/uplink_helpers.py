@@ -64,16 +64,23 @@ def make_config(broker: Any, **uplink: Any) -> Config:
         "keepalive_s": 5,
     }
     defaults.update(uplink)
-    return Config(gateway=GatewayConfig(id="gw-test", home="home-1"), uplink=UplinkConfig(**defaults))
+    return Config(
+        gateway=GatewayConfig(id="gw-test", home="home-1"), uplink=UplinkConfig(**defaults)
+    )
 
 
-def alert(severity: Severity = Severity.CRITICAL, n: int = 0, type_: AlertType | None = None) -> Alert:
+def alert(
+    severity: Severity = Severity.CRITICAL, n: int = 0, type_: AlertType | None = None
+) -> Alert:
     stamp = Clock(assume_synced=True).now()
-    kind = type_ or {
-        Severity.CRITICAL: AlertType.EMERGENCY_BUTTON,
-        Severity.WARNING: AlertType.NIGHT_DOOR,
-        Severity.INFO: AlertType.LOW_BATTERY,
-    }[severity]
+    kind = (
+        type_
+        or {
+            Severity.CRITICAL: AlertType.EMERGENCY_BUTTON,
+            Severity.WARNING: AlertType.NIGHT_DOOR,
+            Severity.INFO: AlertType.LOW_BATTERY,
+        }[severity]
+    )
     a = Alert.raise_(kind, stamp, severity=severity, evidence={"n": n}, room="bedroom")
     return replace(a, ts=datetime.now(UTC))
 
@@ -82,7 +89,9 @@ class Subscriber:
     """The platform's side: a paho client on its own thread (tests only), subscribed to the
     gateway's topics with a persistent session so a broker restart loses nothing for it."""
 
-    def __init__(self, broker: Any, topic: str = "anxin/v1/#", *, client_id: str = "platform") -> None:
+    def __init__(
+        self, broker: Any, topic: str = "anxin/v1/#", *, client_id: str = "platform"
+    ) -> None:
         self.broker = broker
         self.topic = topic
         self.messages: list[tuple[str, dict[str, Any], Any]] = []
@@ -113,7 +122,9 @@ class Subscriber:
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.client.connect(self.broker.host, self.broker.port, 30, clean_start=False, properties=props)
+        self.client.connect(
+            self.broker.host, self.broker.port, 30, clean_start=False, properties=props
+        )
         self.client.loop_start()
         assert self.connected.wait(10), "subscriber did not connect"
         time.sleep(0.1)

@@ -32,7 +32,9 @@ from gateway.uplink.contract import Topics
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tail = sub.add_parser("tail", help="subscribe as the platform would and print what arrives")
     add_config_arg(tail)
-    tail.add_argument("--gw", metavar="ID", help="gateway id to follow (default: the config's; + for all)")
+    tail.add_argument(
+        "--gw", metavar="ID", help="gateway id to follow (default: the config's; + for all)"
+    )
     tail.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     tail.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds")
     tail.add_argument("--json", action="store_true", help="print each message as one JSON line")
@@ -48,7 +50,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="send it from this process (when the gateway service is not running)",
     )
     test.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="give up after S seconds (default 30)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up after S seconds (default 30)",
     )
     test.set_defaults(func=_send_test_alert)
 
@@ -81,7 +87,9 @@ class _Watcher:
         try:
             self.client.connect(self.endpoint.host, self.endpoint.port, 30)
         except OSError as exc:
-            raise UplinkError(f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}") from exc
+            raise UplinkError(
+                f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}"
+            ) from exc
 
     def pump(self, seconds: float) -> None:
         self.client.loop(timeout=max(0.01, seconds))
@@ -93,7 +101,11 @@ def _tail(args: argparse.Namespace) -> int:
     topic = f"{cfg.uplink.topic_root}/{gw}/#"
     w = _Watcher(cfg, topic, f"anxin-tail-{int(time.time())}")
     w.connect()
-    print(f"# listening on {topic} at {w.endpoint.host}:{w.endpoint.port}", file=sys.stderr, flush=True)
+    print(
+        f"# listening on {topic} at {w.endpoint.host}:{w.endpoint.port}",
+        file=sys.stderr,
+        flush=True,
+    )
     shown = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
@@ -181,12 +193,18 @@ async def _send(cfg: config.Config, *, standalone: bool, timeout_s: float) -> in
     ).open()
     try:
         alert = Alert.raise_(
-            AlertType.TEST, Clock().now(), severity=Severity.INFO, evidence={"source": "anxin send-test-alert"}
+            AlertType.TEST,
+            Clock().now(),
+            severity=Severity.INFO,
+            evidence={"source": "anxin send-test-alert"},
         )
         t0 = time.monotonic()
         row = store.commit_alert(alert)
         committed_ms = (time.monotonic() - t0) * 1000
-        print(f"committed test alert {alert.id} (message {row.msg_id}, seq {row.seq}) in {committed_ms:.1f} ms")
+        print(
+            f"committed test alert {alert.id} (message {row.msg_id}, seq {row.seq})"
+            f" in {committed_ms:.1f} ms"
+        )
         if standalone:
             acked = await _deliver_here(cfg, store, row.seq, timeout_s)
         else:
@@ -203,7 +221,11 @@ async def _send(cfg: config.Config, *, standalone: bool, timeout_s: float) -> in
         store.close()
         watcher.client.disconnect()
     if not acked:
-        how = "this process" if standalone else "the gateway service (is it running? try --standalone)"
+        how = (
+            "this process"
+            if standalone
+            else "the gateway service (is it running? try --standalone)"
+        )
         print(f"NOT delivered within {timeout_s:g} s by {how}", file=sys.stderr)
         return 1
     print(f"delivered: broker acknowledged it after {puback_ms:.1f} ms")

@@ -36,6 +36,10 @@ class LoggingNotifier:
         self.sent.append((alert.id, attempt))
         self._log.warning(
             "ESCALATION %d: %s alert %s (%s) in room %s not handled since %s",
-            attempt, alert.severity.value, alert.type.value, alert.id, alert.room or "-",
+            attempt,
+            alert.severity.value,
+            alert.type.value,
+            alert.id,
+            alert.room or "-",
             alert.ts.isoformat(),
         )

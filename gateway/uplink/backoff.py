@@ -12,7 +12,9 @@ import random
 class Backoff:
     """Delays for successive failed attempts: ``min_s`` ... ``max_s``."""
 
-    def __init__(self, min_s: float, max_s: float, *, factor: float = 2.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, min_s: float, max_s: float, *, factor: float = 2.0, rng: random.Random | None = None
+    ) -> None:
         if min_s <= 0 or max_s < min_s:
             raise ValueError("need 0 < min_s <= max_s")
         self.min_s = min_s

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gateway import __version__
-from gateway.clock import Clock, utc_now
+from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import AnxinError, UplinkError
 from gateway.model import AlertState
@@ -112,7 +112,9 @@ class Uplink:
         self.cfg = cfg
         self.store = store
         self.topics = contract.Topics(cfg.uplink.topic_root, cfg.gateway.id)
-        self.notifiers: list[Notifier] = list(notifiers) if notifiers is not None else [LoggingNotifier()]
+        self.notifiers: list[Notifier] = (
+            list(notifiers) if notifiers is not None else [LoggingNotifier()]
+        )
         self.clock = clock or Clock()
         self.stats = UplinkStats()
         self.endpoint = endpoint_from_config(cfg)
@@ -244,7 +246,7 @@ class Uplink:
                 await body()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a bug in one loop must not stop the alarm path; logged with its traceback, then restarted
+            except Exception:
                 log.exception("uplink %s loop failed; restarting it", name)
                 await asyncio.sleep(backoff.next())
 
@@ -310,7 +312,10 @@ class Uplink:
         self._window = max(1, min(self.cfg.uplink.max_inflight, connack.receive_max))
         log.info(
             "uplink: connected to %s:%d with MQTT %s, window %d",
-            self.endpoint.host, self.endpoint.port, connack.protocol, self._window,
+            self.endpoint.host,
+            self.endpoint.port,
+            connack.protocol,
+            self._window,
         )
         return conn, connack
 
@@ -322,7 +327,9 @@ class Uplink:
         )
         if rejected:
             self._protocol = MQTT311 if self._protocol == MQTT5 else MQTT5
-            log.warning("uplink: broker did not take the protocol; trying MQTT %s next", self._protocol)
+            log.warning(
+                "uplink: broker did not take the protocol; trying MQTT %s next", self._protocol
+            )
 
     async def _serve(self, conn: Connection, connack: Connack) -> None:
         if self._announce:
@@ -376,14 +383,20 @@ class Uplink:
     async def _status_payload(self, state: str) -> bytes:
         depth = await self.db(self.store.pending_count)
         body = contract.status_body(
-            state, version=__version__, uptime_s=self.uptime_s(), queue_depth=depth,
+            state,
+            version=__version__,
+            uptime_s=self.uptime_s(),
+            queue_depth=depth,
             protocol=self._protocol,
         )
         return await self._sent_payload("status", body)
 
     async def _sent_payload(self, kind: str, body: dict[str, Any]) -> bytes:
         stamp = self.clock.now()
-        body = {**body, "clock": contract.clock_block(stamp.synced, stamp.monotonic_s, stamp.boot_id)}
+        body = {
+            **body,
+            "clock": contract.clock_block(stamp.synced, stamp.monotonic_s, stamp.boot_id),
+        }
         row = await self.db(self.store.record_sent, kind, body)
         return contract.dumps(self._payload(row))
 
@@ -436,8 +449,14 @@ class Uplink:
 
     def _payload(self, row: OutboxRow) -> dict[str, Any]:
         return contract.outbox_payload(
-            kind=row.kind, msg_id=row.msg_id, seq=row.seq, created_ts=row.created_ts,
-            body=row.body, gw=self.cfg.gateway.id, home=self.cfg.gateway.home, now=self.clock.now(),
+            kind=row.kind,
+            msg_id=row.msg_id,
+            seq=row.seq,
+            created_ts=row.created_ts,
+            body=row.body,
+            gw=self.cfg.gateway.id,
+            home=self.cfg.gateway.home,
+            now=self.clock.now(),
         )
 
     async def _drain(self, conn: Connection) -> None:
@@ -447,9 +466,14 @@ class Uplink:
             self._wake.clear()
             room = self._window - len(self._inflight)
             if room > 0:
-                skip = len(self._inflight) + len(self._acked) + len(self._flushing) + len(self._refused)
+                skip = (
+                    len(self._inflight)
+                    + len(self._acked)
+                    + len(self._flushing)
+                    + len(self._refused)
+                )
                 rows = await self.db(self.store.pending, room + skip + len(self._poison))
-                if not conn.connected:
+                if not conn.is_open():
                     break
                 self._send(conn, rows, room)
             self._flush_acked()
@@ -467,9 +491,9 @@ class Uplink:
                 continue
             try:
                 payload = contract.dumps(self._payload(row))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError):
                 # A row that cannot be built must not block every alert behind it.
-                log.error("uplink: outbox row %d (%s) is unusable, skipped: %s", row.seq, row.kind, exc)
+                log.exception("uplink: outbox row %d (%s) is unusable, skipped", row.seq, row.kind)
                 self._poison.add(row.seq)
                 continue
             mid = conn.publish(self.topics.for_kind(row.kind), payload, qos=1)
@@ -527,7 +551,9 @@ class Uplink:
             try:
                 await self.db(self._mark_delivered, batch)
             except AnxinError as exc:
-                log.warning("uplink: %d delivered rows not marked on the way out: %s", len(batch), exc)
+                log.warning(
+                    "uplink: %d delivered rows not marked on the way out: %s", len(batch), exc
+                )
 
     def _mark_delivered(self, batch: list[OutboxRow]) -> None:
         self.store.mark_delivered(r.seq for r in batch)
@@ -554,7 +580,11 @@ class Uplink:
         body = contract.event_body(rows, self.clock.now())
         last = rows[-1][0]
         self.store.enqueue_with_counter(
-            "event", body, priority=contract.EVENT_PRIORITY, counter=contract.EVENT_CURSOR, value=last
+            "event",
+            body,
+            priority=contract.EVENT_PRIORITY,
+            counter=contract.EVENT_CURSOR,
+            value=last,
         )
         return last, len(rows)
 

@@ -61,8 +61,14 @@ class CommandHandler:
         if error is not None:
             log.warning("uplink: command %s refused: %s", name, error[1])
         payload = contract.reply_payload(
-            msg_id=new_id(), ts=utc_now(), gw=self.up.cfg.gateway.id, home=self.up.cfg.gateway.home,
-            cmd=name, request_id=request_id, result=result, error=error,
+            msg_id=new_id(),
+            ts=utc_now(),
+            gw=self.up.cfg.gateway.id,
+            home=self.up.cfg.gateway.home,
+            cmd=name,
+            request_id=request_id,
+            result=result,
+            error=error,
         )
         topic = msg.response_topic or self.up.topics.reply(name)
         self.up.reply(topic, contract.dumps(payload), msg.correlation)
@@ -70,9 +76,13 @@ class CommandHandler:
     async def _ack(self, body: Mapping[str, Any]) -> Result:
         alert_id = body.get("alert_id")
         if not isinstance(alert_id, str) or not alert_id:
-            raise _err("malformed", "ack needs \"alert_id\" (a string)")
+            raise _err("malformed", 'ack needs "alert_id" (a string)')
         by = body.get("by")
-        note = f"acknowledged by {by}" if isinstance(by, str) and by else "acknowledged by the platform"
+        note = (
+            f"acknowledged by {by}"
+            if isinstance(by, str) and by
+            else "acknowledged by the platform"
+        )
         alert = await self.up.db(self.up.store.alert, alert_id)
         if alert is None:
             raise _err("not_found", f"no alert {alert_id!r}")
@@ -87,7 +97,11 @@ class CommandHandler:
 
     async def _ping(self, body: Mapping[str, Any]) -> Result:
         depth = await self.up.db(self.up.store.pending_count)
-        return {"pong": rfc3339(utc_now()), "uptime_s": round(self.up.uptime_s(), 1), "queue_depth": depth}
+        return {
+            "pong": rfc3339(utc_now()),
+            "uptime_s": round(self.up.uptime_s(), 1),
+            "queue_depth": depth,
+        }
 
     async def _sensors(self, body: Mapping[str, Any]) -> Result:
         health = await self.up.db(self.up.store.sensors)

@@ -74,7 +74,7 @@ class Topics:
         prefix = f"{self.base}/cmd/"
         if not topic.startswith(prefix):
             return None
-        name = topic[len(prefix):]
+        name = topic[len(prefix) :]
         return name if name and "/" not in name else None
 
 
@@ -116,7 +116,9 @@ def outbox_payload(
     """
     if kind == "alert":
         clock = clock_block(
-            bool(body.get("clock_synced")), float(body.get("mono") or 0.0), str(body.get("boot_id") or "")
+            bool(body.get("clock_synced")),
+            float(body.get("mono") or 0.0),
+            str(body.get("boot_id") or ""),
         )
         out = envelope(msg_id=msg_id, seq=seq, ts=created_ts, clock=clock, gw=gw, home=home)
         out.update(

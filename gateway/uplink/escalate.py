@@ -8,6 +8,7 @@ that jumps at NTP sync neither fires nor holds back an escalation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -44,14 +45,13 @@ class Escalator:
         return max(0.2, min(5.0, self.after_s / 4, self.every_s / 4))
 
     async def run(self) -> None:
-        import asyncio
-
         while True:
             self.up.beat()
             try:
                 await self.check()
             except AnxinError as exc:
-                log.error("escalation check failed: %s", exc)
+                # An expected store error (disk): the message says it all.
+                log.error("escalation check failed: %s", exc)  # noqa: TRY400
             await asyncio.sleep(self.period_s)
 
     async def check(self) -> None:
@@ -88,10 +88,13 @@ class Escalator:
             try:
                 await notifier.notify(alert, attempt=track.attempts)
             except (AnxinError, OSError) as exc:
-                log.error("notifier %s failed for alert %s: %s", notifier.name, alert.id, exc)
+                # An expected device failure (modem unplugged): the message says it all.
+                log.error("notifier %s failed for alert %s: %s", notifier.name, alert.id, exc)  # noqa: TRY400
             else:
                 reached.append(notifier.name)
-        note = f"attempt {track.attempts}: " + (", ".join(reached) if reached else "no notifier reached")
+        note = f"attempt {track.attempts}: " + (
+            ", ".join(reached) if reached else "no notifier reached"
+        )
         await self.up.db(self.up.store.record_alert_state, alert.id, AlertState.ESCALATED, note)
 
 

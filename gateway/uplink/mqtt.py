@@ -149,7 +149,9 @@ class Connection:
             await self._loop.run_in_executor(None, self._blocking_connect)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._mark_closed()
-            raise UplinkError(f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}") from exc
+            raise UplinkError(
+                f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}"
+            ) from exc
         self._misc_task = asyncio.create_task(self._misc(), name="mqtt-misc")
         try:
             async with asyncio.timeout(timeout_s):
@@ -164,11 +166,14 @@ class Connection:
     def _blocking_connect(self) -> None:
         props = None
         if self.protocol == MQTT5:
-            props = Properties(PacketTypes.CONNECT)
+            props = _properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
             self.client.connect(
-                self.endpoint.host, self.endpoint.port, self._keepalive_s,
-                clean_start=True, properties=props,
+                self.endpoint.host,
+                self.endpoint.port,
+                self._keepalive_s,
+                clean_start=True,
+                properties=props,
             )
         else:
             self.client.connect(self.endpoint.host, self.endpoint.port, self._keepalive_s)
@@ -244,14 +249,21 @@ class Connection:
     # ------------------------------------------------------------------ paho callbacks
 
     def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Properties | None
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
         if self._connack.done():
             return
         if rc.is_failure:
             # 0x84 (MQTT 5) and 1 (3.1.1) both say "unsupported protocol version".
             rejected = rc.value in (0x84, 1)
-            self._connack.set_exception(ConnectRefused(str(rc), rc.value, protocol_rejected=rejected))
+            self._connack.set_exception(
+                ConnectRefused(str(rc), rc.value, protocol_rejected=rejected)
+            )
             return
         receive_max = _NO_RECEIVE_MAX
         if self.protocol == MQTT5 and props is not None:
@@ -262,7 +274,12 @@ class Connection:
         )
 
     def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Properties | None
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
         was = self.connected
         self._mark_closed()
@@ -300,7 +317,7 @@ class Connection:
         """Queue a PUBLISH; returns its mid, or None when the client will not send it."""
         props = None
         if correlation is not None and self.protocol == MQTT5:
-            props = Properties(PacketTypes.PUBLISH)
+            props = _properties(PacketTypes.PUBLISH)
             props.CorrelationData = correlation
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -341,6 +358,14 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._misc_task
 
+    def is_open(self) -> bool:
+        """Connected now (a method, so a check after an ``await`` is not narrowed away)."""
+        return self.connected
+
     def _mark_closed(self) -> None:
         self.connected = False
         self._closed.set()
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
