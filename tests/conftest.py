@@ -123,8 +123,11 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_lingering_tasks() -> Iterator[None]:
+def _no_lingering_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
+    # For a plain test, get_event_loop() would create a loop nobody closes (ResourceWarning).
+    if not asyncio.iscoroutinefunction(getattr(request.node, "function", None)):
+        return
     try:
         loop = asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:

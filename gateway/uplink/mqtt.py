@@ -181,6 +181,8 @@ class Connection:
     # ------------------------------------------------------------------ socket callbacks
 
     def _call(self, fn: Callable[[], None]) -> None:
+        if self._loop.is_closed():
+            return
         if threading.get_ident() == self._loop_thread:
             fn()
         else:
@@ -351,6 +353,11 @@ class Connection:
         self._mark_closed()
         if self._misc_task is not None and not self._misc_task.done():
             self._misc_task.cancel()
+        # paho's __del__ closes its sockets and would call back into a loop long gone.
+        c = self.client
+        c.on_socket_open = c.on_socket_close = None
+        c.on_socket_register_write = c.on_socket_unregister_write = None
+        c.on_connect = c.on_disconnect = c.on_publish = c.on_message = None
 
     async def aclose(self) -> None:
         self.abort()
