@@ -17,6 +17,7 @@ from gateway.detect.base import Detector
 from gateway.model import Alert, Transport
 from gateway.service import UplinkFactory
 from gateway.store import Store
+from gateway.uplink import Uplink
 
 
 def build_drivers(
@@ -64,5 +65,10 @@ def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     return detectors
 
 
-def uplink_factory(cfg: Config) -> UplinkFactory | None:
-    return None
+def uplink_factory(cfg: Config, clock: Clock | None = None) -> UplinkFactory:
+    """The MQTT uplink, escalating to the local notifiers (a log line until SMS lands)."""
+
+    def make(c: Config, store: Store) -> Uplink:
+        return Uplink(c, store, clock=clock)
+
+    return make

@@ -188,6 +188,10 @@ class UplinkConfig:
     telemetry_interval_s: float = field(
         default=300.0, metadata=meta(help="health telemetry period", min=5)
     )
+    max_inflight: int = field(
+        default=20,
+        metadata=meta(help="QoS 1 messages awaiting PUBACK; lowered to the broker's Receive Maximum", min=1, max=65535),
+    )
     reconnect_min_s: float = field(default=1.0, metadata=meta(help="first retry delay", min=0.05))
     reconnect_max_s: float = field(default=120.0, metadata=meta(help="longest retry delay", min=1))
 

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.hil_cmd",
     "gateway.cli.demo_cmd",
     "gateway.cli.db_cmd",
+    "gateway.cli.uplink_cmd",
 )
 
 

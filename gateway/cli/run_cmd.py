@@ -48,7 +48,7 @@ async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
     service = Service(
         cfg,
         detectors=assemble.build_detectors(cfg, store, clock),
-        uplink_factory=None if args.no_uplink else assemble.uplink_factory(cfg),
+        uplink_factory=None if args.no_uplink else assemble.uplink_factory(cfg, clock),
         store=store,
         clock=clock,
         stop_when_drivers_done=args.exit_at_end,

@@ -92,7 +92,7 @@ async def run_demo(*, out: TextIO = sys.stdout, tty: bool | None = None, speed: 
             drivers=[ReplayDriver(session, speed=speed, clock=clock, start_at_epoch_s=start,
                                   sensors=frozenset(s.id for s in cfg.sensors))],
             detectors=assemble.build_detectors(cfg, store, clock),
-            uplink_factory=assemble.uplink_factory(cfg),
+            uplink_factory=assemble.uplink_factory(cfg, clock),
             store=store,
             clock=clock,
         )

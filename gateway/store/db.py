@@ -726,6 +726,30 @@ class Store:
                 self._prune_quietly(force_fraction=0.05)
         raise StorageFullError("unreachable")  # pragma: no cover
 
+    def enqueue_with_counter(
+        self, kind: str, body: Mapping[str, Any], *, priority: int, counter: str, value: int
+    ) -> OutboxRow:
+        """Queue a message and set a counter in one transaction (the uplink's event cursor:
+        a crash can neither lose a batch of readings nor send it twice under two ids)."""
+        now = utc_now()
+        with self._tx() as conn:
+            row = self._enqueue(conn, kind, priority, None, body, now)
+            conn.execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (counter, int(value)),
+            )
+        return row
+
+    def record_sent(self, kind: str, body: Mapping[str, Any]) -> OutboxRow:
+        """Take a ``seq`` and ``msg_id`` for a message sent outside the outbox (status,
+        telemetry): the row is born delivered, so ``seq`` stays one per-gateway sequence."""
+        now = utc_now()
+        with self._tx() as conn:
+            row = self._enqueue(conn, kind, 9, None, body, now)
+            conn.execute("UPDATE outbox SET delivered_ts=? WHERE seq=?", (rfc3339(now), row.seq))
+        return row
+
     def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[OutboxRow]:
         """Undelivered messages, critical first, then by seq; ``after`` = (priority, seq)."""
         sql = (
