@@ -27,6 +27,7 @@ from typing import Any
 from drivers.base import Driver
 from drivers.ble.protocol import BTHOME_UUID, PROTOCOL, BTHomeFrame, decode, parse_bindkey
 from gateway.clock import Clock, Stamp
+from gateway.config import BleConfig
 from gateway.errors import ConfigError, DeviceUnavailableError, FrameError
 from gateway.model import Alert, AlertState, AlertType, Reading, ReadingKind, Sensor, Transport
 from gateway.store import Store
@@ -79,6 +80,22 @@ class BleOptions:
     watchdog_silence_s: float = 120.0
     watchdog_check_s: float = 5.0
     queue_max: int = 2000
+
+    @classmethod
+    def from_config(cls, ble: BleConfig, sensors: Iterable[Sensor]) -> BleOptions:
+        """Options from the [ble] section; the watchdog default follows the sensors."""
+        silence = ble.watchdog_silence_s
+        if silence is None:
+            intervals = [s.expected_interval_s for s in sensors
+                         if s.transport is Transport.BLE and s.expected_interval_s]
+            silence = max(120.0, min(intervals)) if intervals else 600.0
+        return cls(
+            adapter=ble.adapter,
+            scanning_mode=ble.scanning_mode,
+            dedup_window_s=ble.dedup_window_s,
+            heartbeat_s=ble.heartbeat_s,
+            watchdog_silence_s=silence,
+        )
 
 
 @dataclass(slots=True)
