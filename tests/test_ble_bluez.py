@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from bthome_frames import SHELLY_KEY, SHELLY_MAC, SHELLY_PRESS, button, plain
+from conftest import ROOT, run_cli
 
 from drivers.ble.driver import BleDriver, BleOptions, power_cycle_adapter
 from drivers.ble.protocol import BTHOME_UUID
@@ -233,3 +239,125 @@ async def test_watchdog_restarts_recovers_alerts_and_resolves(
     stored = store.alert(health.id)
     assert stored is not None
     assert stored.state is AlertState.RESOLVED
+
+
+CONFIG = """
+secrets_file = "secrets.toml"
+
+[gateway]
+id = "gw-test"
+home = "home-test"
+
+[storage]
+path = "{db}"
+
+[[rooms]]
+id = "bedroom"
+
+[[rooms]]
+id = "entrance"
+
+[[sensors]]
+id = "btn1"
+kind = "button"
+transport = "ble"
+address = "B4:35:22:F5:3D:A4"
+room = "bedroom"
+key = "btn1key"
+
+[[sensors]]
+id = "door1"
+kind = "door"
+transport = "ble"
+address = "A4:C1:38:8D:18:B2"
+room = "entrance"
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(CONFIG.format(db=tmp_path / "anxin.db"), encoding="utf-8")
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[keys]\nbtn1key = "{SHELLY_KEY.hex()}"\n', encoding="utf-8")
+    secrets.chmod(0o600)
+    return cfg
+
+
+def test_cli_scan_lists_nearby_devices(bluez: MockBlueZ, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "ble",
+            "scan",
+            "--seconds",
+            "2",
+            "--json",
+            "--config",
+            str(cfg),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DBUS_SYSTEM_BUS_ADDRESS": bluez.bus.address},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            i += 1
+            bluez.push(SHELLY_MAC, SHELLY_PRESS, rssi=-50 - i % 3)
+            bluez.push(DOOR.address, plain(bytes([0x01, 55, 0x2D, 0]), trigger=False), rssi=-70)
+            bluez.push(
+                "11:22:33:44:55:66", plain(bytes([0x00, i % 256, 0x01, 80, 0x21, 1])), rssi=-80
+            )
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    rows = {r["address"]: r for r in map(json.loads, out.splitlines())}
+    assert set(rows) == {SHELLY_MAC, DOOR.address, "11:22:33:44:55:66"}
+    btn = rows[SHELLY_MAC]
+    assert (
+        btn["model"],
+        btn["battery_pct"],
+        btn["encrypted"],
+        btn["paired"],
+        btn["sensor_id"],
+    ) == ("BLU Button1", 100.0, True, True, "btn1")
+    assert btn["rssi_dbm"] in (-50, -51, -52)
+    door = rows[DOOR.address]
+    assert (door["model"], door["battery_pct"], door["encrypted"], door["sensor_id"]) == (
+        "BLU Door/Window",
+        55.0,
+        False,
+        "door1",
+    )
+    motion = rows["11:22:33:44:55:66"]
+    assert (motion["model"], motion["battery_pct"], motion["paired"], motion["rssi_dbm"]) == (
+        "BLU Motion",
+        80.0,
+        False,
+        -80,
+    )
+    assert list(rows) == [SHELLY_MAC, DOOR.address, "11:22:33:44:55:66"]  # strongest first
+
+
+def test_cli_reset_counter(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with Store(tmp_path / "anxin.db") as s:
+        s.set_counter("bthome:" + SHELLY_MAC, 442)
+    res = run_cli("ble", "reset-counter", "btn1", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "442" in res.stdout
+    with Store(tmp_path / "anxin.db") as s:
+        assert s.advance_counter("bthome:" + SHELLY_MAC, 1)
+    bad = run_cli("ble", "reset-counter", "nope", "--config", str(cfg))
+    assert bad.returncode == 1
+    assert "no BLE sensor 'nope'" in bad.stderr
