@@ -173,3 +173,38 @@ def test_non_ble_sensors_are_ignored() -> None:
     d = BleDriver([serial, DOOR])
     assert list(d.paired) == [DOOR.address]
     assert datetime.now(UTC)
+
+
+def test_from_config_reads_ble_section_and_keys(tmp_path) -> None:
+    from gateway import config
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[keys]\nk = "{SHELLY_KEY.hex()}"\n')
+    secrets.chmod(0o600)
+    text = f"""
+secrets_file = "{secrets}"
+[gateway]
+id = "gw"
+home = "h"
+[ble]
+adapter = "hci1"
+dedup_window_s = 5
+[[rooms]]
+id = "bedroom"
+[[sensors]]
+id = "btn1"
+kind = "button"
+transport = "ble"
+address = "{SHELLY_MAC.lower()}"
+room = "bedroom"
+expected_interval_s = 300
+key = "k"
+"""
+    cfg = config.loads(text, path=str(tmp_path / "gateway.toml"))
+    d = BleDriver.from_config(cfg)
+    assert d.options.adapter == "hci1"
+    assert d.options.dedup_window_s == 5.0
+    assert d.options.watchdog_silence_s == 300.0  # follows the shortest expected interval
+    assert d.bindkeys == {SHELLY_MAC: SHELLY_KEY}
+    with pytest.raises(ConfigError, match="scanning_mode"):
+        config.loads(text.replace('adapter = "hci1"', 'scanning_mode = "loud"'), path="x.toml")

@@ -27,7 +27,7 @@ from typing import Any
 from drivers.base import Driver
 from drivers.ble.protocol import BTHOME_UUID, PROTOCOL, BTHomeFrame, decode, parse_bindkey
 from gateway.clock import Clock, Stamp
-from gateway.config import BleConfig
+from gateway.config import BleConfig, Config
 from gateway.errors import ConfigError, DeviceUnavailableError, FrameError
 from gateway.model import Alert, AlertState, AlertType, Reading, ReadingKind, Sensor, Transport
 from gateway.store import Store
@@ -210,6 +210,26 @@ class BleDriver(Driver):
         self._last_any = 0.0
         self._last_action = time.monotonic()
         self._health_alert: Alert | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        on_health: Callable[[Alert], None] | None = None,
+    ) -> BleDriver:
+        """The driver for a loaded config: its BLE sensors, bind keys and [ble] options."""
+        sensors = cfg.sensor_list()
+        return cls(
+            sensors,
+            cfg.secrets.keys,
+            store=store,
+            clock=clock,
+            options=BleOptions.from_config(cfg.ble, sensors),
+            on_health=on_health,
+        )
 
     def _load_sensors(self, sensors: Iterable[Sensor], keys: Mapping[str, str]) -> None:
         for s in sensors:
@@ -417,7 +437,10 @@ class BleDriver(Driver):
             if now - max(self._last_any, self._last_action) < self.options.watchdog_silence_s:
                 continue
             stage += 1
-            await self._escalate(stage)
+            try:
+                await self._escalate(stage)
+            except Exception:  # the watchdog must outlive any one failed step
+                log.exception("BLE watchdog step %d failed; will try again", stage)
             self._last_action = time.monotonic()
 
     async def _escalate(self, stage: int) -> None:
