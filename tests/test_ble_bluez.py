@@ -27,7 +27,7 @@ import pytest
 from bthome_frames import SHELLY_KEY, SHELLY_MAC, SHELLY_PRESS, button, plain
 from conftest import ROOT, run_cli
 
-from drivers.ble.driver import BleDriver, BleOptions, power_cycle_adapter
+from drivers.ble.driver import BleDriver, BleOptions, power_cycle_adapter, recover_adapter
 from drivers.ble.protocol import BTHOME_UUID
 from gateway.clock import Clock
 from gateway.detect.sensors import SensorEventDetector
@@ -361,3 +361,19 @@ def test_cli_reset_counter(tmp_path: Path) -> None:
     bad = run_cli("ble", "reset-counter", "nope", "--config", str(cfg))
     assert bad.returncode == 1
     assert "no BLE sensor 'nope'" in bad.stderr
+
+
+async def test_default_adapter_recovery_ends_powered(bluez: MockBlueZ) -> None:
+    """bluetooth-auto-recovery needs a PF_BLUETOOTH socket (none here); then the BlueZ power
+    cycle runs. The adapter is left powered even if it was off before."""
+    props = dbus.Interface(
+        bluez.conn.get_object("org.bluez", "/org/bluez/hci0"), "org.freedesktop.DBus.Properties"
+    )
+    props.Set("org.bluez.Adapter1", "Powered", dbus.Boolean(False))
+    assert not bluez.adapter_powered()
+    assert await recover_adapter("hci0")
+    assert bluez.adapter_powered()
+
+
+async def test_power_cycle_of_missing_adapter_fails_cleanly(bluez: MockBlueZ) -> None:
+    assert not await power_cycle_adapter("hci7", off_s=0)

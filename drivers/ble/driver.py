@@ -80,6 +80,7 @@ class BleOptions:
     watchdog_silence_s: float = 120.0
     watchdog_check_s: float = 5.0
     queue_max: int = 2000
+    unpaired_max: int = 256
 
     @classmethod
     def from_config(cls, ble: BleConfig, sensors: Iterable[Sensor]) -> BleOptions:
@@ -413,6 +414,11 @@ class BleDriver(Driver):
     def _note_unpaired(self, mac: str, advert: Advert, raw: bytes) -> None:
         known = self.unpaired.get(mac)
         if known is None:
+            if len(self.unpaired) >= self.options.unpaired_max:
+                # Bounded: random addresses (phones rotate them; an attacker can too) must
+                # not grow memory. The longest-silent entry makes room.
+                oldest = min(self.unpaired.values(), key=lambda u: u.last_seen_mono)
+                del self.unpaired[oldest.address]
             log.info("unpaired BTHome device %s (%s) heard; add it to [[sensors]] to pair it",
                      mac, advert.name or "no name")
             encrypted = bool(raw[:1] and raw[0] & 1)
