@@ -32,6 +32,7 @@ from drivers.ble.protocol import BTHOME_UUID
 from gateway.clock import Clock
 from gateway.detect.sensors import SensorEventDetector
 from gateway.detect.supervision import SupervisionDetector
+from gateway.errors import DeviceUnavailableError
 from gateway.model import AlertState, AlertType, Reading, ReadingKind, Sensor, SensorKind, Transport
 from gateway.store import Store
 
@@ -377,3 +378,24 @@ async def test_default_adapter_recovery_ends_powered(bluez: MockBlueZ) -> None:
 
 async def test_power_cycle_of_missing_adapter_fails_cleanly(bluez: MockBlueZ) -> None:
     assert not await power_cycle_adapter("hci7", off_s=0)
+
+
+async def test_missing_adapter_is_device_unavailable(bluez: MockBlueZ) -> None:
+    driver = BleDriver([DOOR], options=BleOptions(adapter="hci9"))
+    with pytest.raises(DeviceUnavailableError, match="hci9"):
+        await driver.open()
+    await driver.close()
+
+
+def test_cli_scan_without_adapter_says_so(bluez: MockBlueZ) -> None:
+    res = run_cli(
+        "ble",
+        "scan",
+        "--seconds",
+        "0.5",
+        "--adapter",
+        "hci9",
+        env={"DBUS_SYSTEM_BUS_ADDRESS": bluez.bus.address, "ANXIN_CONFIG": ""},
+    )
+    assert res.returncode == 1
+    assert "anxin: error: cannot scan on hci9" in res.stderr

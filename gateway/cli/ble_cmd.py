@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _load_optional(path: str | None) -> config.Config | None:
     """The config if there is one: a scan is useful before the config is written."""
-    explicit = path or os.environ.get("ANXIN_CONFIG")
+    explicit = path or os.environ.get("ANXIN_CONFIG") or None
     if explicit is None and not config.DEFAULT_PATH.exists():
         return None
     return config.load(explicit)
