@@ -211,6 +211,7 @@ class BleDriver(Driver):
         self._last_any = 0.0
         self._last_action = time.monotonic()
         self._health_alert: Alert | None = None
+        self._passive_refused = False
 
     @classmethod
     def from_config(
@@ -268,7 +269,7 @@ class BleDriver(Driver):
         await self._stop_scanner()
 
     async def _start_scanner(self) -> None:
-        mode = self.options.scanning_mode
+        mode = "active" if self._passive_refused else self.options.scanning_mode
         adapter = self.options.adapter
         if mode == "passive":
             try:
@@ -281,6 +282,8 @@ class BleDriver(Driver):
                     "--experimental on BlueZ < 5.65)",
                     self.options.adapter, type(exc).__name__, exc,
                 )
+                await self._stop_scanner()
+                self._passive_refused = True  # restarts by the watchdog go straight to active
                 mode = "active"
         if mode == "active":
             try:
