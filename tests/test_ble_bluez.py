@@ -122,6 +122,28 @@ def bluez_no_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockBlueZ]:
         mock.close()
 
 
+@pytest.fixture
+async def bleak_closed() -> AsyncIterator[None]:
+    """Close bleak's per-loop BlueZ manager connection after the test.
+
+    bleak keeps one D-Bus connection per event loop for the life of the loop (a gateway
+    process has one loop, so it never matters there) with a task that watches it; a test
+    loop ends after each test, so the connection is closed here, and that task ends.
+    """
+    yield
+    from bleak.backends.bluezdbus import manager as bluez_manager
+
+    loop = asyncio.get_running_loop()
+    mgr = bluez_manager._global_instances.pop(loop, None)  # private: no public close exists
+    bus = getattr(mgr, "_bus", None)
+    if bus is not None:
+        bus.disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(bus.wait_for_disconnect(), 5)
+    for _ in range(5):  # let the watcher task see the disconnect and finish
+        await asyncio.sleep(0)
+
+
 @contextlib.asynccontextmanager
 async def running(driver: BleDriver) -> AsyncIterator[asyncio.Queue[Reading]]:
     """Open the driver and pump its readings into a queue; close everything after."""
@@ -150,7 +172,7 @@ async def next_of(q: asyncio.Queue[Reading], kind: ReadingKind, timeout: float =
 
 
 async def test_button_advert_becomes_emergency_alert_in_store(
-    bluez: MockBlueZ, store: Store
+    bluez: MockBlueZ, store: Store, bleak_closed: None
 ) -> None:
     sensors = [BUTTON, DOOR]
     store.sync_sensors(sensors)
@@ -180,7 +202,7 @@ async def test_button_advert_becomes_emergency_alert_in_store(
 
 
 async def test_passive_unavailable_falls_back_to_active(
-    bluez_no_monitor: MockBlueZ, caplog: pytest.LogCaptureFixture
+    bluez_no_monitor: MockBlueZ, caplog: pytest.LogCaptureFixture, bleak_closed: None
 ) -> None:
     driver = BleDriver([DOOR], clock=Clock(assume_synced=True))
     with caplog.at_level(logging.WARNING, logger="drivers.ble.driver"):
@@ -193,7 +215,7 @@ async def test_passive_unavailable_falls_back_to_active(
 
 
 async def test_watchdog_restarts_recovers_alerts_and_resolves(
-    bluez: MockBlueZ, store: Store
+    bluez: MockBlueZ, store: Store, bleak_closed: None
 ) -> None:
     recoveries: list[str] = []
 
@@ -380,7 +402,7 @@ async def test_power_cycle_of_missing_adapter_fails_cleanly(bluez: MockBlueZ) ->
     assert not await power_cycle_adapter("hci7", off_s=0)
 
 
-async def test_missing_adapter_is_device_unavailable(bluez: MockBlueZ) -> None:
+async def test_missing_adapter_is_device_unavailable(bluez: MockBlueZ, bleak_closed: None) -> None:
     driver = BleDriver([DOOR], options=BleOptions(adapter="hci9"))
     with pytest.raises(DeviceUnavailableError, match="hci9"):
         await driver.open()
