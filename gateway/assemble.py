@@ -42,7 +42,7 @@ def build_drivers(
     if hardware and any(s.transport is Transport.BLE and s.kind.value != "pendant" for s in sensors):
         from drivers.ble.driver import BleDriver
 
-        drivers.append(BleDriver(sensors, cfg.secrets.keys, store=store, clock=clock, on_health=on_health))
+        drivers.append(BleDriver.from_config(cfg, store=store, clock=clock, on_health=on_health))
     if replay is not None:
         paired = frozenset(s.id for s in cfg.sensors) or None
         drivers.append(

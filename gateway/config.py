@@ -283,6 +283,41 @@ class DetectionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BleConfig:
+    adapter: str = field(
+        default="hci0", metadata=meta(help="Bluetooth adapter to scan with", pattern=r"^hci\d+$")
+    )
+    scanning_mode: str = field(
+        default="passive",
+        metadata=meta(
+            help="passive (falls back to active where BlueZ has no advertisement monitor) "
+            "or active",
+            pattern=r"^(passive|active)$",
+        ),
+    )
+    dedup_window_s: float = field(
+        default=30.0,
+        metadata=meta(help="a repeated BTHome packet id within this is one event", min=1, max=600),
+    )
+    heartbeat_s: float = field(
+        default=60.0,
+        metadata=meta(help="longest gap between readings of a sensor that is heard", min=5),
+    )
+    watchdog_silence_s: float | None = field(
+        default=None,
+        metadata=meta(
+            help="no advertisement this long restarts the scanner (default: the shortest "
+            "expected_interval_s of the BLE sensors, at least 120, else 600)",
+            min=10,
+        ),
+    )
+    low_battery_pct: float = field(
+        default=20.0,
+        metadata=meta(help="battery below this raises low_battery once", min=1, max=99),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -316,6 +351,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ble: BleConfig = field(default_factory=BleConfig)
     secrets_file: str | None = field(default=None, metadata=meta(help="path of the secrets file"))
     secrets: SecretsConfig = field(default_factory=SecretsConfig, metadata={"internal": True})
     source: str = field(default="", metadata={"internal": True})

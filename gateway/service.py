@@ -27,7 +27,7 @@ from gateway import __version__
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
-from gateway.model import Alert, Reading
+from gateway.model import Alert, AlertState, Reading
 from gateway.store import MB, Store
 from gateway.store.aio import AsyncStore
 from gateway.supervise import Backoff, TaskHealth, supervise
@@ -248,10 +248,24 @@ class Service:
                 log.exception("alert listener failed")
 
     def submit_alert(self, alert: Alert) -> None:
-        """Raise an alert from synchronous code (a driver's health callback) on the loop."""
-        task = asyncio.get_running_loop().create_task(self.raise_alert(alert))
+        """Raise an alert from synchronous code (a driver's health callback) on the loop.
+
+        A driver reports the same alert again in a later state (resolved when the BLE
+        scanner recovers): that is recorded as a state change of the stored alert.
+        """
+        if alert.state is AlertState.RAISED:
+            coro = self.raise_alert(alert)
+        else:
+            coro = self._change_state(alert.id, alert.state)
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _change_state(self, alert_id: str, state: AlertState) -> None:
+        assert self.astore is not None
+        await self.astore.call(self.store.set_alert_state, alert_id, state)
+        if self.uplink is not None:
+            self.uplink.wake()
 
     def _maybe_touch(self, reading: Reading) -> None:
         assert self.astore is not None

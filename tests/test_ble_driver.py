@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 from bthome_frames import SHELLY_KEY, SHELLY_MAC, SHELLY_PRESS, button, encrypted, plain
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.ble.driver import Advert, BleDriver, BleOptions, counter_name
 from drivers.ble.protocol import BTHOME_UUID
@@ -173,3 +175,67 @@ def test_non_ble_sensors_are_ignored() -> None:
     d = BleDriver([serial, DOOR])
     assert list(d.paired) == [DOOR.address]
     assert datetime.now(UTC)
+
+
+def test_from_config_reads_ble_section_and_keys(tmp_path) -> None:
+    from gateway import config
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[keys]\nk = "{SHELLY_KEY.hex()}"\n')
+    secrets.chmod(0o600)
+    text = f"""
+secrets_file = "{secrets}"
+[gateway]
+id = "gw"
+home = "h"
+[ble]
+adapter = "hci1"
+dedup_window_s = 5
+[[rooms]]
+id = "bedroom"
+[[sensors]]
+id = "btn1"
+kind = "button"
+transport = "ble"
+address = "{SHELLY_MAC.lower()}"
+room = "bedroom"
+expected_interval_s = 300
+key = "k"
+"""
+    cfg = config.loads(text, path=str(tmp_path / "gateway.toml"))
+    d = BleDriver.from_config(cfg)
+    assert d.options.adapter == "hci1"
+    assert d.options.dedup_window_s == 5.0
+    assert d.options.watchdog_silence_s == 300.0  # follows the shortest expected interval
+    assert d.bindkeys == {SHELLY_MAC: SHELLY_KEY}
+    with pytest.raises(ConfigError, match="scanning_mode"):
+        config.loads(text.replace('adapter = "hci1"', 'scanning_mode = "loud"'), path="x.toml")
+
+
+async def test_unpaired_list_is_bounded() -> None:
+    d = BleDriver([DOOR], options=BleOptions(unpaired_max=8))
+    for i in range(50):
+        mac = f"10:00:00:00:00:{i:02X}"
+        await d.process(advert(mac, plain(button(1)), mono=float(i)))
+    assert len(d.unpaired) == 8
+    assert "10:00:00:00:00:31" in d.unpaired  # the newest stay
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([SHELLY_MAC, DOOR.address, "11:22:33:44:55:66"]),
+            st.binary(max_size=24),
+            st.floats(0, 1e6),
+        ),
+        max_size=20,
+    )
+)
+async def test_driver_never_raises_on_hostile_adverts(
+    items: list[tuple[str, bytes, float]],
+) -> None:
+    d = driver()
+    for mac, raw, mono in items:
+        for r in await d.process(advert(mac, raw, mono=mono)):
+            assert r.sensor_id in ("btn1", "door1")

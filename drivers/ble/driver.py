@@ -27,6 +27,7 @@ from typing import Any
 from drivers.base import Driver
 from drivers.ble.protocol import BTHOME_UUID, PROTOCOL, BTHomeFrame, decode, parse_bindkey
 from gateway.clock import Clock, Stamp
+from gateway.config import BleConfig, Config
 from gateway.errors import ConfigError, DeviceUnavailableError, FrameError
 from gateway.model import Alert, AlertState, AlertType, Reading, ReadingKind, Sensor, Transport
 from gateway.store import Store
@@ -79,6 +80,23 @@ class BleOptions:
     watchdog_silence_s: float = 120.0
     watchdog_check_s: float = 5.0
     queue_max: int = 2000
+    unpaired_max: int = 256
+
+    @classmethod
+    def from_config(cls, ble: BleConfig, sensors: Iterable[Sensor]) -> BleOptions:
+        """Options from the [ble] section; the watchdog default follows the sensors."""
+        silence = ble.watchdog_silence_s
+        if silence is None:
+            intervals = [s.expected_interval_s for s in sensors
+                         if s.transport is Transport.BLE and s.expected_interval_s]
+            silence = max(120.0, min(intervals)) if intervals else 600.0
+        return cls(
+            adapter=ble.adapter,
+            scanning_mode=ble.scanning_mode,
+            dedup_window_s=ble.dedup_window_s,
+            heartbeat_s=ble.heartbeat_s,
+            watchdog_silence_s=silence,
+        )
 
 
 @dataclass(slots=True)
@@ -193,6 +211,27 @@ class BleDriver(Driver):
         self._last_any = 0.0
         self._last_action = time.monotonic()
         self._health_alert: Alert | None = None
+        self._passive_refused = False
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        on_health: Callable[[Alert], None] | None = None,
+    ) -> BleDriver:
+        """The driver for a loaded config: its BLE sensors, bind keys and [ble] options."""
+        sensors = cfg.sensor_list()
+        return cls(
+            sensors,
+            cfg.secrets.keys,
+            store=store,
+            clock=clock,
+            options=BleOptions.from_config(cfg.ble, sensors),
+            on_health=on_health,
+        )
 
     def _load_sensors(self, sensors: Iterable[Sensor], keys: Mapping[str, str]) -> None:
         for s in sensors:
@@ -230,7 +269,7 @@ class BleDriver(Driver):
         await self._stop_scanner()
 
     async def _start_scanner(self) -> None:
-        mode = self.options.scanning_mode
+        mode = "active" if self._passive_refused else self.options.scanning_mode
         adapter = self.options.adapter
         if mode == "passive":
             try:
@@ -243,6 +282,8 @@ class BleDriver(Driver):
                     "--experimental on BlueZ < 5.65)",
                     self.options.adapter, type(exc).__name__, exc,
                 )
+                await self._stop_scanner()
+                self._passive_refused = True  # restarts by the watchdog go straight to active
                 mode = "active"
         if mode == "active":
             try:
@@ -376,6 +417,11 @@ class BleDriver(Driver):
     def _note_unpaired(self, mac: str, advert: Advert, raw: bytes) -> None:
         known = self.unpaired.get(mac)
         if known is None:
+            if len(self.unpaired) >= self.options.unpaired_max:
+                # Bounded: random addresses (phones rotate them; an attacker can too) must
+                # not grow memory. The longest-silent entry makes room.
+                oldest = min(self.unpaired.values(), key=lambda u: u.last_seen_mono)
+                del self.unpaired[oldest.address]
             log.info("unpaired BTHome device %s (%s) heard; add it to [[sensors]] to pair it",
                      mac, advert.name or "no name")
             encrypted = bool(raw[:1] and raw[0] & 1)
@@ -400,7 +446,10 @@ class BleDriver(Driver):
             if now - max(self._last_any, self._last_action) < self.options.watchdog_silence_s:
                 continue
             stage += 1
-            await self._escalate(stage)
+            try:
+                await self._escalate(stage)
+            except Exception:  # the watchdog must outlive any one failed step
+                log.exception("BLE watchdog step %d failed; will try again", stage)
             self._last_action = time.monotonic()
 
     async def _escalate(self, stage: int) -> None:

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.demo_cmd",
     "gateway.cli.db_cmd",
     "gateway.cli.uplink_cmd",
+    "gateway.cli.ble_cmd",
 )
 
 
