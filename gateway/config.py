@@ -232,6 +232,15 @@ class InactivityConfig:
     margin: float = field(
         default=1.25, metadata=meta(help="factor applied to the learned quantile", min=1, max=5)
     )
+    sleep_limit_min: float = field(
+        default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
+    )
+    learn_min_gap_min: float = field(
+        default=5.0, metadata=meta(help="quiet periods shorter than this are not learned", min=1)
+    )
+    bed_debounce_s: float = field(
+        default=120.0, metadata=meta(help="bed pad off for less than this still counts as in bed", min=0)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +256,22 @@ class RulesConfig:
     night_door: bool = field(default=True, metadata=meta(help="alarm on the front door at night"))
     entrance_door: str = field(
         default="", metadata=meta(help="sensor id of the front door (default: a door in an entrance room)")
+    )
+    bed_exit_quiet_min: float = field(
+        default=10.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
+    )
+    bed_min_occupied_min: float = field(
+        default=10.0, metadata=meta(help="a bed stay shorter than this is not a night in bed", min=0)
+    )
+    not_up: bool = field(default=True, metadata=meta(help="alarm when not up by the not-up time"))
+    not_up_latest: str = field(
+        default="12:00", metadata=meta(help="learned not-up time never later than this", check=_hhmm)
+    )
+    not_up_margin_min: float = field(
+        default=60.0, metadata=meta(help="added to the latest learned getting-up time", min=0)
+    )
+    night_door_grace_min: float = field(
+        default=10.0, metadata=meta(help="night door alarms if no one is back inside within this", min=0)
     )
 
 
