@@ -235,6 +235,16 @@ class InactivityConfig:
     sleep_limit_min: float = field(
         default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
     )
+    target_fa_per_day: float = field(
+        default=0.05,
+        metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
+    )
+    min_samples: int = field(
+        default=30, metadata=meta(help="quiet periods needed before a learned limit applies", min=5)
+    )
+    sleep_min_limit_min: float = field(
+        default=180.0, metadata=meta(help="never alarm sooner than this while asleep in bed", min=5)
+    )
     learn_min_gap_min: float = field(
         default=5.0, metadata=meta(help="quiet periods shorter than this are not learned", min=1)
     )
@@ -258,7 +268,7 @@ class RulesConfig:
         default="", metadata=meta(help="sensor id of the front door (default: a door in an entrance room)")
     )
     bed_exit_quiet_min: float = field(
-        default=10.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
+        default=30.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
     )
     bed_min_occupied_min: float = field(
         default=10.0, metadata=meta(help="a bed stay shorter than this is not a night in bed", min=0)
@@ -269,6 +279,13 @@ class RulesConfig:
     )
     not_up_margin_min: float = field(
         default=60.0, metadata=meta(help="added to the latest learned getting-up time", min=0)
+    )
+    night_door_after_sleep_min: float = field(
+        default=60.0,
+        metadata=meta(
+            help="night_door only if someone was in bed, or all was quiet this long, before (0: any)",
+            min=0,
+        ),
     )
     night_door_grace_min: float = field(
         default=10.0, metadata=meta(help="night door alarms if no one is back inside within this", min=0)

@@ -105,16 +105,16 @@ class InactivityDetector:
         act = self.tracker.observe(reading)
         if act is None:
             return ()
-        self.profile.seen(act.ts)
         learned = False
-        if prev is not None and act.ts > prev.ts:
+        upto = self.profile.last_ts
+        self.profile.seen(act.ts)
+        if prev is not None and act.ts > prev.ts and (upto is None or act.ts.timestamp() > upto):
             minutes = (act.ts - prev.ts).total_seconds() / 60.0
             learned = self.profile.add(prev.state, hour_of_week(prev.ts, self.tz), minutes)
         self._dirty = True
         if (
             learned
             or prev is None
-            or prev.state != act.state
             or self._persisted_at is None
             or act.ts - self._persisted_at >= PERSIST_EVERY
         ):

@@ -17,6 +17,7 @@ the week, and daily routine dominates weekly routine in older people's homes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ AWAY = "away"
 STATES = (HOME, ASLEEP)
 """States whose quiet periods are learned (away has no inactivity limit)."""
 
+AWAY_CONFIRM = timedelta(minutes=10)
+"""Nothing inside this long after the front door: the home is empty."""
+RETURN_WINDOW = timedelta(minutes=30)
+
 N_BINS = 48
 BIN_EDGES_MIN = np.geomspace(5.0, 2880.0, N_BINS + 1)
 """Quiet-period bins, 5 min to 48 h, each about 14 % wider than the last."""
@@ -51,32 +56,25 @@ class LearnedStore(Protocol):
 
 
 class MemoryLearned:
-    """A LearnedStore in memory (replays, tests). Values are copied as the store would."""
+    """A LearnedStore in memory (replays, tests). Values go through JSON, as in the store."""
 
     def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
+        self.data: dict[str, str] = {}
         self.writes = 0
 
     def learned(self, name: str) -> Any | None:
-        return self.data.get(name)
+        text = self.data.get(name)
+        return json.loads(text) if text is not None else None
 
     def put_learned(self, name: str, value: Any) -> None:
         self.writes += 1
-        self.data[name] = _copy(value)
+        self.data[name] = json.dumps(value)
 
     def delete_learned(self, prefix: str = "") -> int:
         gone = [k for k in self.data if k.startswith(prefix)]
         for k in gone:
             del self.data[k]
         return len(gone)
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def hour_of_week(ts: datetime, tz: ZoneInfo) -> int:
@@ -144,6 +142,9 @@ class HomeTracker:
         self.bedroom_rooms = bedroom_rooms
         self.bed_debounce = timedelta(seconds=bed_debounce_s)
         self.last: Activity | None = None
+        self.away_confirmed = False
+        self.candidate: Activity | None = None
+        self.last_asleep_ts: datetime | None = None
         self.bed_raw: dict[str, bool] = {}
         self.bed_off_since: dict[str, datetime] = {}
 
@@ -186,12 +187,39 @@ class HomeTracker:
             if self.bed_raw.get(reading.sensor_id) and not on:
                 self.bed_off_since[reading.sensor_id] = reading.ts
             self.bed_raw[reading.sensor_id] = on
-        act = Activity(reading.ts, reading.sensor_id, self.room_of(reading.sensor_id), self.state_after(reading))
+        state = self.state_after(reading)
+        last = self.last
+        if reading.sensor_id == self.entrance_door:
+            self.away_confirmed = False  # leaving again or coming back: the next minutes tell
+            self.candidate = None
+        elif last is not None and last.sensor_id == self.entrance_door and (
+            reading.ts - last.ts >= AWAY_CONFIRM
+        ):
+            self.away_confirmed = True  # nothing inside for a while after the door: they left
+        if self.away_confirmed and reading.sensor_id != self.entrance_door:
+            # out, and something stirs without the door opening: a glitch, a pet, or a
+            # missed door event. Two different sensors within RETURN_WINDOW say someone is in.
+            cand = self.candidate
+            if cand is not None and cand.sensor_id != reading.sensor_id and (
+                reading.ts - cand.ts <= RETURN_WINDOW
+            ):
+                self.away_confirmed = False
+                self.candidate = None
+            else:
+                if cand is None or reading.ts - cand.ts > RETURN_WINDOW:
+                    self.candidate = Activity(reading.ts, reading.sensor_id, "", AWAY)
+                state = AWAY
+        if state == ASLEEP:
+            self.last_asleep_ts = reading.ts
+        act = Activity(reading.ts, reading.sensor_id, self.room_of(reading.sensor_id), state)
         self.last = act
         return act
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "away_confirmed": self.away_confirmed,
+            "candidate": self.candidate.to_json() if self.candidate else None,
+            "last_asleep_ts": self.last_asleep_ts.timestamp() if self.last_asleep_ts else None,
             "last": self.last.to_json() if self.last else None,
             "bed_raw": dict(self.bed_raw),
             "bed_off_since": {k: v.timestamp() for k, v in self.bed_off_since.items()},
@@ -199,6 +227,10 @@ class HomeTracker:
 
     def load_json(self, data: Mapping[str, Any]) -> None:
         self.last = Activity.from_json(data["last"]) if data.get("last") else None
+        self.away_confirmed = bool(data.get("away_confirmed", False))
+        self.candidate = Activity.from_json(data["candidate"]) if data.get("candidate") else None
+        sl = data.get("last_asleep_ts")
+        self.last_asleep_ts = datetime.fromtimestamp(float(sl), UTC) if sl is not None else None
         self.bed_raw = {str(k): bool(v) for k, v in data.get("bed_raw", {}).items()}
         self.bed_off_since = {
             str(k): datetime.fromtimestamp(float(v), UTC)
@@ -272,9 +304,10 @@ class QuietProfile:
 
     # limits -------------------------------------------------------------------
 
-    def pooled(self, state: str, how: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    def pooled(self, state: str, how: int, width: int = 1) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Counts of the same hour of day +-``width`` hours, over every day of the week."""
         hour = how % 24
-        hours = [(hour + d) % 24 for d in (-1, 0, 1)]
+        hours = sorted({(hour + d) % 24 for d in range(-width, width + 1)})
         rows = [day * 24 + h for day in range(7) for h in hours]
         out: np.ndarray[Any, np.dtype[np.int64]] = self.counts[state][rows].sum(axis=0)
         return out
@@ -284,33 +317,63 @@ class QuietProfile:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        out = self._limit(state, how)
+        self._cache[key] = out
+        return out
+
+    def _limit(self, state: str, how: int) -> Limit:
         cfg = self.cfg
         days = self.history_days
         hour = how % 24
         if state == ASLEEP:
-            default, lo, hi = cfg.sleep_limit_min, cfg.min_limit_min, cfg.sleep_limit_min
+            default, lo, hi = cfg.sleep_limit_min, cfg.sleep_min_limit_min, cfg.sleep_limit_min
         else:
             default = cfg.day_limit_min if 7 <= hour < 22 else cfg.night_limit_min
             lo, hi = cfg.min_limit_min, cfg.max_limit_min
-        counts = self.pooled(state, how) if state in self.counts else np.zeros(N_BINS, np.int64)
+        if days < cfg.learning_days or state not in self.counts:
+            return Limit(min(max(default, lo), hi), "learning", 0, days, None)
+        # widen the hours pooled until there are enough quiet periods (a smoother that
+        # adapts to how busy the home is at this hour)
+        width = 1
+        counts = self.pooled(state, how, width)
+        while int(counts.sum()) < cfg.min_samples and width < 12:
+            width += 1
+            counts = self.pooled(state, how, width)
         n = int(counts.sum())
-        if days < cfg.learning_days or n == 0:
-            out = Limit(min(max(default, lo), hi), "learning", n, days, None)
-        else:
-            cum = np.cumsum(counts)
-            idx = int(np.searchsorted(cum, math.ceil(cfg.percentile * n)))
-            q = float(BIN_EDGES_MIN[min(idx + 1, N_BINS)])  # the bin's upper edge: conservative
-            out = Limit(min(max(q * cfg.margin, lo), hi), "learned", n, days, q)
-        self._cache[key] = out
-        return out
+        if n < cfg.min_samples:
+            return Limit(min(max(default, lo), hi), "learning", n, days, None)
+        cum = np.cumsum(counts)
+        idx = int(np.searchsorted(cum, math.ceil(cfg.percentile * n)))
+        q = float(BIN_EDGES_MIN[min(idx + 1, N_BINS)])  # the bin's upper edge: conservative
+        tail = self._tail_limit(counts, n, days * (2 * width + 1) / 24.0)
+        minutes = max(q * cfg.margin, tail)
+        return Limit(min(max(minutes, lo), hi), "learned", n, days, q)
+
+    def _tail_limit(self, counts: np.ndarray[Any, np.dtype[np.int64]], n: int, hours_days: float) -> float:
+        """Where an exponential tail fitted to the longest fifth of the quiet periods says
+        the home exceeds the limit at ``target_fa_per_day`` (shared out over 24 hours)."""
+        k = max(5, n // 5)
+        mids = np.sqrt(BIN_EDGES_MIN[:-1] * BIN_EDGES_MIN[1:])
+        values = np.repeat(mids, counts)  # ascending
+        top = values[-k:]
+        u = float(top[0])
+        beta = max(float(np.mean(top - u)), 1.0)
+        per_day = n / max(hours_days, 1e-9)  # quiet periods a day starting in these hours
+        pooled_hours = max(hours_days / max(self.history_days, 1e-9), 1.0)
+        target = self.cfg.target_fa_per_day * pooled_hours / 24.0  # this pool's share
+        s_target = target / per_day
+        s_u = k / n
+        if s_target >= s_u:
+            return u
+        return u + beta * math.log(s_u / s_target)
 
     # persistence --------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         sparse: dict[str, list[list[int]]] = {}
         for s, arr in self.counts.items():
-            nz = np.argwhere(arr > 0)
-            sparse[s] = [[int(h), int(b), int(arr[h, b])] for h, b in nz]
+            hs, bs = np.nonzero(arr)
+            sparse[s] = [list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)]
         return {"v": 1, "bins": N_BINS, "counts": sparse, "first_ts": self.first_ts, "last_ts": self.last_ts}
 
     def load_json(self, data: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ from gateway.clock import Stamp
 from gateway.config import Config, parse_hhmm
 from gateway.detect.profile import (
     AWAY,
+    Activity,
     HomeTracker,
     LearnedStore,
     bedroom_rooms_of,
@@ -39,6 +40,7 @@ from gateway.model import ACTIVITY_KINDS, Alert, AlertType, Reading, Sensor
 KEY = "routine.rules"
 WAKE_HISTORY_DAYS = 28
 WAKE_MIN_DAYS = 7
+PERSIST_EVERY_S = 600.0
 
 
 def _ts(x: float) -> datetime:
@@ -76,6 +78,9 @@ class RoutineRules:
         self.up_day: str | None = None
         self.fired_not_up: str | None = None
         self.wake: list[tuple[str, float]] = []
+        self._persisted_t = 0.0
+        self._dirty = False
+        self.last_nonbed_t = 0.0
 
     # ------------------------------------------------------------------ state
 
@@ -91,8 +96,12 @@ class RoutineRules:
         self.up_day = data.get("up_day")
         self.fired_not_up = data.get("fired_not_up")
         self.wake = [(str(d), float(m)) for d, m in data.get("wake", [])]
+        self.last_nonbed_t = float(data.get("last_nonbed_t", 0.0))
 
     def persist(self) -> None:
+        last = self.tracker.last
+        self._persisted_t = last.ts.timestamp() if last else 0.0
+        self._dirty = False
         self.store.put_learned(
             KEY,
             {
@@ -104,6 +113,7 @@ class RoutineRules:
                 "up_day": self.up_day,
                 "fired_not_up": self.fired_not_up,
                 "wake": [list(w) for w in self.wake],
+                "last_nonbed_t": self.last_nonbed_t,
             },
         )
 
@@ -142,6 +152,18 @@ class RoutineRules:
         learned = max(m for _, m in self.wake) + self.cfg.not_up_margin_min
         return float(min(max(base_m, learned), max(base_m, latest_m))), "learned"
 
+    def _from_sleep(self, prev: Activity | None, ts: datetime) -> bool:
+        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``."""
+        if prev is None or prev.state == AWAY:
+            return False
+        window = self.cfg.night_door_after_sleep_min * 60
+        if window <= 0:
+            return True
+        asleep = self.tracker.last_asleep_ts
+        if asleep is not None and ts.timestamp() - asleep.timestamp() <= window:
+            return True
+        return ts.timestamp() - prev.ts.timestamp() >= window
+
     def _room(self, sensor_id: str) -> str:
         s = self.sensors.get(sensor_id)
         return s.room if s else ""
@@ -159,6 +181,7 @@ class RoutineRules:
         t = reading.ts.timestamp()
         sid = reading.sensor_id
         changed = False
+        important = False
         if is_bed:
             changed = True
             if reading.value:
@@ -168,16 +191,18 @@ class RoutineRules:
                 for other in list(self.exits):  # back in a bed in the same room
                     if other == sid or self._room(other) == room:
                         del self.exits[other]
+                        important = True
             else:
                 self.bed_off_at[sid] = t
         elif sid == self.entrance:
-            if reading.value and self.is_night(reading.ts) and (prev is None or prev.state != AWAY):
+            if reading.value and self.is_night(reading.ts) and self._from_sleep(prev, reading.ts):
                 self.door_at = t
-                changed = True
+                important = True
         else:
+            self.last_nonbed_t = t
             if self.door_at is not None:
                 self.door_at = None
-                changed = True
+                important = True
             room = self._room(sid)
             if room not in self.bedrooms:
                 local = reading.ts.astimezone(self.tz)
@@ -189,16 +214,22 @@ class RoutineRules:
                     self.up_day = day
                     if minutes <= latest.hour * 60 + latest.minute:
                         self.wake = [*self.wake, (day, minutes)][-WAKE_HISTORY_DAYS:]
-                    changed = True
-        if changed:
-            self.persist()
+                    important = True
+        self._maybe_persist(reading.ts.timestamp(), important, changed)
         return ()
+
+    def _maybe_persist(self, t: float, important: bool, changed: bool) -> None:
+        """Persist what matters at once; debounce-level detail at most every 10 minutes."""
+        self._dirty = self._dirty or changed
+        if important or (self._dirty and t - self._persisted_t >= PERSIST_EVERY_S):
+            self.persist()
 
     def tick(self, now: Stamp) -> Sequence[Alert]:
         out: list[Alert] = []
         t = now.wall.timestamp()
         last = self.tracker.last
         changed = False
+        important = False
         # bed exits confirmed after the debounce
         for sid, off in list(self.bed_off_at.items()):
             if t - off >= self.debounce.total_seconds():
@@ -207,23 +238,25 @@ class RoutineRules:
                 changed = True
                 if off - since >= self.cfg.bed_min_occupied_min * 60 and self.is_night(_ts(off)):
                     self.exits[sid] = off
+                    important = True
         for sid, off in list(self.exits.items()):
             n = self.cfg.bed_exit_no_return_min * 60
             expire = self._night_end_after(_ts(off)).timestamp() + n
             if t > expire or (last is not None and last.state == AWAY):
                 del self.exits[sid]
-                changed = True
+                important = True
                 continue
             quiet = t - last.ts.timestamp() if last else t - off
-            if t - off >= n and quiet >= self.cfg.bed_exit_quiet_min * 60:
+            up = self.last_nonbed_t > off  # something outside the bed moved: they got up
+            if up and t - off >= n and quiet >= self.cfg.bed_exit_quiet_min * 60:
                 del self.exits[sid]
-                changed = True
+                important = True
                 out.append(self._bed_alert(now, sid, off, last.ts.timestamp() if last else off))
         if self.cfg.night_door and self.door_at is not None:
             if t - self.door_at >= self.cfg.night_door_grace_min * 60:
                 out.append(self._door_alert(now, self.door_at))
                 self.door_at = None
-                changed = True
+                important = True
         if self.cfg.not_up and last is not None:
             local = now.wall.astimezone(self.tz)
             day = local.date().isoformat()
@@ -231,11 +264,10 @@ class RoutineRules:
             m = local.hour * 60 + local.minute
             if m >= due_m and self.up_day != day and self.fired_not_up != day:
                 self.fired_not_up = day
-                changed = True
+                important = True
                 if last.state != AWAY:
                     out.append(self._not_up_alert(now, due_m, source))
-        if changed:
-            self.persist()
+        self._maybe_persist(t, important or bool(out), changed)
         return out
 
     # ------------------------------------------------------------------ alerts
