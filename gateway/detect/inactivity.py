@@ -43,11 +43,15 @@ class InactivityDetector:
         self.cfg = cfg.detection.inactivity
         self.tz = cfg.gateway.tz
         self.store = store
-        self.sensors = dict(sensors) if sensors is not None else {s.id: s for s in cfg.sensor_list()}
+        self.sensors = (
+            dict(sensors) if sensors is not None else {s.id: s for s in cfg.sensor_list()}
+        )
         room_kinds = {r.id: r.kind for r in cfg.rooms}
         self.tracker = HomeTracker(
             self.sensors,
-            entrance_door=find_entrance_door(self.sensors, room_kinds, cfg.detection.rules.entrance_door),
+            entrance_door=find_entrance_door(
+                self.sensors, room_kinds, cfg.detection.rules.entrance_door
+            ),
             bedroom_rooms=bedroom_rooms_of(room_kinds),
             bed_debounce_s=self.cfg.bed_debounce_s,
         )
@@ -59,13 +63,18 @@ class InactivityDetector:
     # ------------------------------------------------------------------ state
 
     def restore(self) -> None:
+        if self.load():
+            self._catch_up()
+
+    def load(self) -> bool:
+        """Load learned state without replaying anything (read-only); False if none."""
         data = self.store.learned(KEY)
         if not data:
-            return
+            return False
         self.profile.load_json(data["profile"])
         self.tracker.load_json(data["tracker"])
         self.alarmed_for = data.get("alarmed_for")
-        self._catch_up()
+        return True
 
     def _catch_up(self) -> None:
         """Replay readings the store holds after the persisted cursor (they were never learned)."""
@@ -141,7 +150,8 @@ class InactivityDetector:
             return ()
         last = self.tracker.last
         lim = self.current_limit()
-        assert last is not None and lim is not None
+        assert last is not None
+        assert lim is not None
         self.alarmed_for = last.ts.timestamp()
         self.persist()
         return (self._alert(now, last, lim),)
@@ -164,7 +174,10 @@ class InactivityDetector:
         if lim.quantile_min is not None:
             evidence["usual_longest_min"] = round(lim.quantile_min, 1)
         return Alert.raise_(
-            AlertType.INACTIVITY, now, sensor=self.sensors.get(last.sensor_id), evidence=evidence,
+            AlertType.INACTIVITY,
+            now,
+            sensor=self.sensors.get(last.sensor_id),
+            evidence=evidence,
             room=last.room or None,
         )
 

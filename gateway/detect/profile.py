@@ -98,7 +98,8 @@ def in_window(minutes: float, start: time, end: time) -> bool:
 
 
 def bin_of(minutes: float) -> int:
-    return int(min(N_BINS - 1, max(0, np.searchsorted(BIN_EDGES_MIN, minutes, side="right") - 1)))
+    idx = int(np.searchsorted(BIN_EDGES_MIN, minutes, side="right")) - 1
+    return min(N_BINS - 1, max(0, idx))
 
 
 # --------------------------------------------------------------------------- tracker
@@ -114,7 +115,12 @@ class Activity:
     state: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"ts": self.ts.timestamp(), "sensor": self.sensor_id, "room": self.room, "state": self.state}
+        return {
+            "ts": self.ts.timestamp(),
+            "sensor": self.sensor_id,
+            "room": self.room,
+            "state": self.state,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Activity:
@@ -192,16 +198,20 @@ class HomeTracker:
         if reading.sensor_id == self.entrance_door:
             self.away_confirmed = False  # leaving again or coming back: the next minutes tell
             self.candidate = None
-        elif last is not None and last.sensor_id == self.entrance_door and (
-            reading.ts - last.ts >= AWAY_CONFIRM
+        elif (
+            last is not None
+            and last.sensor_id == self.entrance_door
+            and (reading.ts - last.ts >= AWAY_CONFIRM)
         ):
             self.away_confirmed = True  # nothing inside for a while after the door: they left
         if self.away_confirmed and reading.sensor_id != self.entrance_door:
             # out, and something stirs without the door opening: a glitch, a pet, or a
             # missed door event. Two different sensors within RETURN_WINDOW say someone is in.
             cand = self.candidate
-            if cand is not None and cand.sensor_id != reading.sensor_id and (
-                reading.ts - cand.ts <= RETURN_WINDOW
+            if (
+                cand is not None
+                and cand.sensor_id != reading.sensor_id
+                and (reading.ts - cand.ts <= RETURN_WINDOW)
             ):
                 self.away_confirmed = False
                 self.candidate = None
@@ -349,7 +359,9 @@ class QuietProfile:
         minutes = max(q * cfg.margin, tail)
         return Limit(min(max(minutes, lo), hi), "learned", n, days, q)
 
-    def _tail_limit(self, counts: np.ndarray[Any, np.dtype[np.int64]], n: int, hours_days: float) -> float:
+    def _tail_limit(
+        self, counts: np.ndarray[Any, np.dtype[np.int64]], n: int, hours_days: float
+    ) -> float:
         """Where an exponential tail fitted to the longest fifth of the quiet periods says
         the home exceeds the limit at ``target_fa_per_day`` (shared out over 24 hours)."""
         k = max(5, n // 5)
@@ -373,8 +385,16 @@ class QuietProfile:
         sparse: dict[str, list[list[int]]] = {}
         for s, arr in self.counts.items():
             hs, bs = np.nonzero(arr)
-            sparse[s] = [list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)]
-        return {"v": 1, "bins": N_BINS, "counts": sparse, "first_ts": self.first_ts, "last_ts": self.last_ts}
+            sparse[s] = [
+                list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)
+            ]
+        return {
+            "v": 1,
+            "bins": N_BINS,
+            "counts": sparse,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
         if data.get("v") != 1 or data.get("bins") != N_BINS:

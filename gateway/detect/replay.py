@@ -29,7 +29,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from gateway.clock import Stamp
-from gateway.config import Config, GatewayConfig, RoomConfig, RulesConfig, SensorConfig, default_config
+from gateway.config import (
+    Config,
+    GatewayConfig,
+    RoomConfig,
+    RulesConfig,
+    SensorConfig,
+    default_config,
+)
 from gateway.detect.inactivity import InactivityDetector
 from gateway.detect.profile import LearnedStore, MemoryLearned
 from gateway.detect.rules import RoutineRules
@@ -59,10 +66,28 @@ def _room_guess(sensor_id: str, stype: str, description: str) -> tuple[str, str]
         return "entrance", "entrance"
     if stype == "bed" or "bedroom" in text or "wardrobe" in text or "dresser" in text:
         return "bedroom", "bedroom"
-    if any(w in text for w in ("toilet", "bathroom", "shower", "water closet", "water_closet", "flush")):
+    if any(
+        w in text for w in ("toilet", "bathroom", "shower", "water closet", "water_closet", "flush")
+    ):
         return "bathroom", "bathroom"
-    if any(w in text for w in ("kitchen", "fridge", "freezer", "microwave", "stove", "toaster",
-                               "cupboard", "drawer", "dish", "tap", "gootsteen", "pans", "plates")):
+    if any(
+        w in text
+        for w in (
+            "kitchen",
+            "fridge",
+            "freezer",
+            "microwave",
+            "stove",
+            "toaster",
+            "cupboard",
+            "drawer",
+            "dish",
+            "tap",
+            "gootsteen",
+            "pans",
+            "plates",
+        )
+    ):
         return "kitchen", "kitchen"
     if any(w in text for w in ("couch", "tv", "chair", "piano")):
         return "living", "living"
@@ -128,10 +153,14 @@ def load_home(path: Path, tz: ZoneInfo, base: Config | None = None) -> Home:
         gateway=GatewayConfig(id=base.gateway.id, home=path.name, timezone=str(tz.key)),
         rooms=tuple(RoomConfig(id=r, kind=k) for r, k in sorted(room_kinds.items())),
         sensors=tuple(
-            SensorConfig(id=s.id, kind=s.kind, transport=s.transport, address=s.address, room=s.room)
+            SensorConfig(
+                id=s.id, kind=s.kind, transport=s.transport, address=s.address, room=s.room
+            )
             for s in sensors.values()
         ),
-        detection=type(base.detection)(inactivity=base.detection.inactivity, rules=rules, fall=base.detection.fall),
+        detection=type(base.detection)(
+            inactivity=base.detection.inactivity, rules=rules, fall=base.detection.fall
+        ),
     )
     return Home(
         name=path.name,
@@ -162,7 +191,9 @@ def _merge(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _intersect(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     out = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -176,7 +207,9 @@ def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> li
     return out
 
 
-def _labels(path: Path, tz: ZoneInfo, fallback_end: datetime) -> tuple[list[tuple[float, float]], datetime]:
+def _labels(
+    path: Path, tz: ZoneInfo, fallback_end: datetime
+) -> tuple[list[tuple[float, float]], datetime]:
     """Intervals when every resident is out, and the end of the labels."""
     if not path.is_file():
         return [], fallback_end
@@ -208,7 +241,10 @@ def build_detectors(
     cfg: Config, sensors: dict[str, Sensor], store: LearnedStore
 ) -> list[InactivityDetector | RoutineRules]:
     """The routine detectors the gateway runs, in its order."""
-    return [InactivityDetector(cfg, store, sensors=sensors), RoutineRules(cfg, store, sensors=sensors)]
+    return [
+        InactivityDetector(cfg, store, sensors=sensors),
+        RoutineRules(cfg, store, sensors=sensors),
+    ]
 
 
 def _stamp(ts: datetime) -> Stamp:
@@ -218,7 +254,9 @@ def _stamp(ts: datetime) -> Stamp:
 class Replayer:
     """Feeds readings in order and ticks once a minute, as the service does."""
 
-    def __init__(self, cfg: Config, sensors: dict[str, Sensor], store: LearnedStore | None = None) -> None:
+    def __init__(
+        self, cfg: Config, sensors: dict[str, Sensor], store: LearnedStore | None = None
+    ) -> None:
         self.cfg = cfg
         self.sensors = sensors
         self.store: LearnedStore = store if store is not None else MemoryLearned()
@@ -251,7 +289,7 @@ class Replayer:
             d.persist()
         mem = MemoryLearned()
         assert isinstance(self.store, MemoryLearned)
-        mem.data = {k: v for k, v in self.store.data.items()}  # values are copied on put
+        mem.data = dict(self.store.data)  # JSON text: nothing shared
         other = Replayer(self.cfg, self.sensors, mem)
         other.next_tick = self.next_tick
         return other
@@ -361,7 +399,9 @@ def evaluate(home: Home, seeds: int = 20) -> EvalResult:
 
 def _run_injection(rep: Replayer, moment: datetime, tz: ZoneInfo) -> float:
     local = moment.astimezone(tz)
-    midnight = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).astimezone(UTC)
+    midnight = (
+        local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    ).astimezone(UTC)
     while rep.next_tick is not None and rep.next_tick <= midnight:
         stamp = _stamp(rep.next_tick)
         for d in rep.dets:

@@ -43,6 +43,10 @@ WAKE_MIN_DAYS = 7
 PERSIST_EVERY_S = 600.0
 
 
+def _hhmm(minutes: float) -> str:
+    return f"{int(minutes) // 60:02d}:{int(minutes) % 60:02d}"
+
+
 def _ts(x: float) -> datetime:
     return datetime.fromtimestamp(x, UTC)
 
@@ -57,12 +61,16 @@ class RoutineRules:
         self.icfg = cfg.detection.inactivity
         self.tz = cfg.gateway.tz
         self.store = store
-        self.sensors = dict(sensors) if sensors is not None else {s.id: s for s in cfg.sensor_list()}
+        self.sensors = (
+            dict(sensors) if sensors is not None else {s.id: s for s in cfg.sensor_list()}
+        )
         room_kinds = {r.id: r.kind for r in cfg.rooms}
         self.bedrooms = bedroom_rooms_of(room_kinds)
         self.entrance = find_entrance_door(self.sensors, room_kinds, self.cfg.entrance_door)
         self.tracker = HomeTracker(
-            self.sensors, entrance_door=self.entrance, bedroom_rooms=self.bedrooms,
+            self.sensors,
+            entrance_door=self.entrance,
+            bedroom_rooms=self.bedrooms,
             bed_debounce_s=self.icfg.bed_debounce_s,
         )
         self.night_start = parse_hhmm(self.cfg.night_start)
@@ -252,17 +260,21 @@ class RoutineRules:
                 del self.exits[sid]
                 important = True
                 out.append(self._bed_alert(now, sid, off, last.ts.timestamp() if last else off))
-        if self.cfg.night_door and self.door_at is not None:
-            if t - self.door_at >= self.cfg.night_door_grace_min * 60:
-                out.append(self._door_alert(now, self.door_at))
-                self.door_at = None
-                important = True
+        door = self.door_at
+        if (
+            self.cfg.night_door
+            and door is not None
+            and t - door >= self.cfg.night_door_grace_min * 60
+        ):
+            out.append(self._door_alert(now, door))
+            self.door_at = None
+            important = True
         if self.cfg.not_up and last is not None:
             local = now.wall.astimezone(self.tz)
             day = local.date().isoformat()
             due_m, source = self.not_up_time_min()
             m = local.hour * 60 + local.minute
-            if m >= due_m and self.up_day != day and self.fired_not_up != day:
+            if m >= due_m and day not in (self.up_day, self.fired_not_up):
                 self.fired_not_up = day
                 important = True
                 if last.state != AWAY:
@@ -321,11 +333,7 @@ class RoutineRules:
                 "not_up_by": f"{int(due_m) // 60:02d}:{int(due_m) % 60:02d}",
                 "not_up_source": source,
                 "wake_history_days": len(self.wake),
-                "latest_usual_wake": (
-                    f"{int(max(m for _, m in self.wake)) // 60:02d}:{int(max(m for _, m in self.wake)) % 60:02d}"
-                    if self.wake
-                    else None
-                ),
+                "latest_usual_wake": _hhmm(max(m for _, m in self.wake)) if self.wake else None,
                 **self._last_evidence(),
             },
         )
