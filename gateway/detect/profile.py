@@ -192,6 +192,7 @@ class HomeTracker:
             on = bool(reading.value)
             if self.bed_raw.get(reading.sensor_id) and not on:
                 self.bed_off_since[reading.sensor_id] = reading.ts
+                self.last_asleep_ts = reading.ts  # in bed until now
             self.bed_raw[reading.sensor_id] = on
         state = self.state_after(reading)
         last = self.last
