@@ -212,7 +212,11 @@ class StorageConfig:
 class InactivityConfig:
     enabled: bool = field(default=True, metadata=meta(help="run the inactivity detector"))
     learning_days: int = field(
-        default=14, metadata=meta(help="days of history before learned limits apply", min=1)
+        default=7,
+        metadata=meta(
+            help="days of history before learned limits apply (each also needs min_samples)",
+            min=1,
+        ),
     )
     min_limit_min: float = field(
         default=60.0, metadata=meta(help="never alarm sooner than this", min=5)
@@ -243,7 +247,7 @@ class InactivityConfig:
         default=30, metadata=meta(help="quiet periods needed before a learned limit applies", min=5)
     )
     sleep_min_limit_min: float = field(
-        default=180.0, metadata=meta(help="never alarm sooner than this while asleep in bed", min=5)
+        default=300.0, metadata=meta(help="never alarm sooner than this while asleep in bed", min=5)
     )
     learn_min_gap_min: float = field(
         default=5.0, metadata=meta(help="quiet periods shorter than this are not learned", min=1)
@@ -264,11 +268,17 @@ class RulesConfig:
         default="10:00", metadata=meta(help="not out of bed by this time alarms", check=_hhmm)
     )
     night_door: bool = field(default=True, metadata=meta(help="alarm on the front door at night"))
+    night_door_start: str = field(
+        default="00:00", metadata=meta(help="night_door window begins", check=_hhmm)
+    )
+    night_door_end: str = field(
+        default="05:00", metadata=meta(help="night_door window ends", check=_hhmm)
+    )
     entrance_door: str = field(
         default="", metadata=meta(help="sensor id of the front door (default: a door in an entrance room)")
     )
     bed_exit_quiet_min: float = field(
-        default=30.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
+        default=60.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
     )
     bed_min_occupied_min: float = field(
         default=10.0, metadata=meta(help="a bed stay shorter than this is not a night in bed", min=0)

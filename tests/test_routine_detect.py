@@ -363,12 +363,8 @@ def test_not_up_configured_then_learned() -> None:
     assert run.until(T0 + timedelta(days=1, hours=8, minutes=59)) == []
     got = run.until(T0 + timedelta(days=1, hours=9, minutes=1))
     assert types(got) == [AlertType.NOT_UP]
-    assert (
-        got[0].evidence["not_up_by"] == "09:00"
-    )
-    assert (
-        got[0].evidence["not_up_source"] == "configured"
-    )
+    assert got[0].evidence["not_up_by"] == "09:00"
+    assert got[0].evidence["not_up_source"] == "configured"
     # up on time the next day: nothing
     run.feed(
         [

@@ -119,7 +119,9 @@ class InactivityDetector:
         self.profile.seen(act.ts)
         if prev is not None and act.ts > prev.ts and (upto is None or act.ts.timestamp() > upto):
             minutes = (act.ts - prev.ts).total_seconds() / 60.0
-            learned = self.profile.add(prev.state, hour_of_week(prev.ts, self.tz), minutes)
+            learned = self.profile.add(
+                prev.state, hour_of_week(prev.ts, self.tz), minutes, prev.room or prev.sensor_id
+            )
         self._dirty = True
         if (
             learned
@@ -134,7 +136,9 @@ class InactivityDetector:
         last = self.tracker.last
         if last is None or last.state == AWAY:
             return None
-        return self.profile.limit(last.state, hour_of_week(last.ts, self.tz))
+        return self.profile.limit(
+            last.state, hour_of_week(last.ts, self.tz), last.room or last.sensor_id
+        )
 
     def deadline(self) -> datetime | None:
         """When the running quiet period will alarm (None: away, or already alarmed)."""
@@ -173,6 +177,8 @@ class InactivityDetector:
         }
         if lim.quantile_min is not None:
             evidence["usual_longest_min"] = round(lim.quantile_min, 1)
+        if lim.room_limit_min is not None:
+            evidence["room_limit_min"] = round(lim.room_limit_min, 1)
         return Alert.raise_(
             AlertType.INACTIVITY,
             now,

@@ -178,8 +178,10 @@ class HomeTracker:
             return AWAY
         room = self.room_of(reading.sensor_id)
         if self.is_bed(reading):
-            # on the pad: asleep; just got off it: up, whatever the other pads say
-            return ASLEEP if reading.value else HOME
+            # on the pad: asleep. Off it with nothing after: pads drop out under a sleeper
+            # far more often than someone collapses at the bedside, so still asleep; the
+            # next activity anywhere else says they are up.
+            return ASLEEP
         if room in self.bedroom_rooms and self.in_bed(reading.ts):
             return ASLEEP
         return HOME
@@ -277,6 +279,7 @@ class Limit:
     samples: int
     history_days: float
     quantile_min: float | None
+    room_limit_min: float | None = None
 
 
 class QuietProfile:
@@ -289,15 +292,24 @@ class QuietProfile:
         }
         self.first_ts: float | None = None
         self.last_ts: float | None = None
-        self._cache: dict[tuple[str, int], Limit] = {}
+        self.rooms: dict[str, dict[str, np.ndarray[Any, np.dtype[np.int64]]]] = {
+            s: {} for s in STATES
+        }
+        self._cache: dict[tuple[str, int, str], Limit] = {}
 
     # learning -----------------------------------------------------------------
 
-    def add(self, state: str, how: int, minutes: float) -> bool:
+    def add(self, state: str, how: int, minutes: float, room: str = "") -> bool:
         """Learn one finished quiet period. Returns True if it changed the counts."""
         if state not in self.counts or minutes < self.cfg.learn_min_gap_min:
             return False
-        self.counts[state][how, bin_of(minutes)] += 1
+        b = bin_of(minutes)
+        self.counts[state][how, b] += 1
+        if room:
+            arr = self.rooms[state].get(room)
+            if arr is None:
+                arr = self.rooms[state][room] = np.zeros(N_BINS, dtype=np.int64)
+            arr[b] += 1
         self._cache.clear()
         return True
 
@@ -323,14 +335,39 @@ class QuietProfile:
         out: np.ndarray[Any, np.dtype[np.int64]] = self.counts[state][rows].sum(axis=0)
         return out
 
-    def limit(self, state: str, how: int) -> Limit:
-        key = (state, how)
+    def limit(self, state: str, how: int, room: str = "") -> Limit:
+        key = (state, how, room)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         out = self._limit(state, how)
+        if out.source == "learned" and room:
+            rl = self._room_limit(state, room)
+            if rl is not None:
+                lo = self.cfg.sleep_min_limit_min if state == ASLEEP else self.cfg.min_limit_min
+                hi = self.cfg.sleep_limit_min if state == ASLEEP else self.cfg.max_limit_min
+                rl = min(max(rl, lo), hi)
+                out = Limit(
+                    max(out.minutes, rl),
+                    out.source,
+                    out.samples,
+                    out.history_days,
+                    out.quantile_min,
+                    rl,
+                )
         self._cache[key] = out
         return out
+
+    def _room_limit(self, state: str, room: str) -> float | None:
+        """How long quiet lasts after activity in this room (dwell), at any hour."""
+        counts = self.rooms[state].get(room)
+        if counts is None:
+            return None
+        n = int(counts.sum())
+        if n < self.cfg.min_samples:
+            return None
+        days = max(self.history_days, 1.0)
+        return self._tail_limit(counts, n, n / days, self.cfg.target_fa_per_day)
 
     def _limit(self, state: str, how: int) -> Limit:
         cfg = self.cfg
@@ -356,25 +393,24 @@ class QuietProfile:
         cum = np.cumsum(counts)
         idx = int(np.searchsorted(cum, math.ceil(cfg.percentile * n)))
         q = float(BIN_EDGES_MIN[min(idx + 1, N_BINS)])  # the bin's upper edge: conservative
-        tail = self._tail_limit(counts, n, days * (2 * width + 1) / 24.0)
+        share = (2 * width + 1) / 24.0  # the part of the day these hours are
+        tail = self._tail_limit(counts, n, n / max(days, 1.0), self.cfg.target_fa_per_day * share)
         minutes = max(q * cfg.margin, tail)
         return Limit(min(max(minutes, lo), hi), "learned", n, days, q)
 
+    @staticmethod
     def _tail_limit(
-        self, counts: np.ndarray[Any, np.dtype[np.int64]], n: int, hours_days: float
+        counts: np.ndarray[Any, np.dtype[np.int64]], n: int, per_day: float, target: float
     ) -> float:
-        """Where an exponential tail fitted to the longest fifth of the quiet periods says
-        the home exceeds the limit at ``target_fa_per_day`` (shared out over 24 hours)."""
+        """The length beyond which quiet periods come ``target`` times a day, from an
+        exponential tail fitted to the longest fifth of them (``per_day`` of them a day)."""
         k = max(5, n // 5)
         mids = np.sqrt(BIN_EDGES_MIN[:-1] * BIN_EDGES_MIN[1:])
         values = np.repeat(mids, counts)  # ascending
         top = values[-k:]
         u = float(top[0])
         beta = max(float(np.mean(top - u)), 1.0)
-        per_day = n / max(hours_days, 1e-9)  # quiet periods a day starting in these hours
-        pooled_hours = max(hours_days / max(self.history_days, 1e-9), 1.0)
-        target = self.cfg.target_fa_per_day * pooled_hours / 24.0  # this pool's share
-        s_target = target / per_day
+        s_target = target / max(per_day, 1e-9)
         s_u = k / n
         if s_target >= s_u:
             return u
@@ -389,10 +425,15 @@ class QuietProfile:
             sparse[s] = [
                 list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)
             ]
+        rooms = {
+            s: {r: [[int(b), int(arr[b])] for b in np.nonzero(arr)[0]] for r, arr in per.items()}
+            for s, per in self.rooms.items()
+        }
         return {
             "v": 1,
             "bins": N_BINS,
             "counts": sparse,
+            "rooms": rooms,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
         }
@@ -405,6 +446,13 @@ class QuietProfile:
             for h, b, c in data.get("counts", {}).get(s, []):
                 arr[int(h), int(b)] = int(c)
             self.counts[s] = arr
+            per: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
+            for room, pairs in data.get("rooms", {}).get(s, {}).items():
+                r_arr = np.zeros(N_BINS, dtype=np.int64)
+                for b, c in pairs:
+                    r_arr[int(b)] = int(c)
+                per[str(room)] = r_arr
+            self.rooms[s] = per
         self.first_ts = data.get("first_ts")
         self.last_ts = data.get("last_ts")
         self._cache.clear()

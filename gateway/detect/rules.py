@@ -11,8 +11,10 @@ door opened at night.
   ended, and the home not away. The not-up time is ``not_up_by``, or, once a week of
   getting-up times has been seen, the latest of them plus ``not_up_margin_min``, never later
   than ``not_up_latest``.
-* ``night_door``: the front door opens in the night window while someone was home, and
-  nothing moves inside within ``night_door_grace_min``.
+* ``night_door``: the front door opens in its window (``night_door_start`` to
+  ``night_door_end``, the deep night: evening outings and early starts are routine) while
+  someone was home and had been in bed, or all was quiet, within
+  ``night_door_after_sleep_min``, and nothing moves inside within ``night_door_grace_min``.
 
 Settings are per home: each gateway's config is one home's. State lives in the store.
 """
@@ -75,6 +77,8 @@ class RoutineRules:
         )
         self.night_start = parse_hhmm(self.cfg.night_start)
         self.night_end = parse_hhmm(self.cfg.night_end)
+        self.door_start = parse_hhmm(self.cfg.night_door_start)
+        self.door_end = parse_hhmm(self.cfg.night_door_end)
         self.debounce = timedelta(seconds=self.icfg.bed_debounce_s)
         self._clear()
 
@@ -203,7 +207,11 @@ class RoutineRules:
             else:
                 self.bed_off_at[sid] = t
         elif sid == self.entrance:
-            if reading.value and self.is_night(reading.ts) and self._from_sleep(prev, reading.ts):
+            if (
+                reading.value
+                and in_window(local_minutes(reading.ts, self.tz), self.door_start, self.door_end)
+                and self._from_sleep(prev, reading.ts)
+            ):
                 self.door_at = t
                 important = True
         else:
@@ -320,7 +328,7 @@ class RoutineRules:
             evidence={
                 "door_opened_ts": self._iso(at),
                 "grace_min": self.cfg.night_door_grace_min,
-                "night": f"{self.cfg.night_start}-{self.cfg.night_end}",
+                "window": f"{self.cfg.night_door_start}-{self.cfg.night_door_end}",
                 **self._last_evidence(),
             },
         )
