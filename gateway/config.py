@@ -219,7 +219,7 @@ class InactivityConfig:
         ),
     )
     min_limit_min: float = field(
-        default=60.0, metadata=meta(help="never alarm sooner than this", min=5)
+        default=90.0, metadata=meta(help="never alarm sooner than this", min=5)
     )
     max_limit_min: float = field(
         default=720.0, metadata=meta(help="always alarm after this much quiet at home", min=30)
@@ -240,7 +240,7 @@ class InactivityConfig:
         default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
     )
     target_fa_per_day: float = field(
-        default=0.05,
+        default=0.02,
         metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
     )
     min_samples: int = field(

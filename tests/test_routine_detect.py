@@ -533,3 +533,28 @@ def test_config_fields_have_help() -> None:
     for cls in (InactivityConfig, RulesConfig):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
+
+
+def test_profile_room_dwell_scales_the_hour_limit() -> None:
+    """Quiet after the kitchen is short, after the living room long: limits follow."""
+    cfg = InactivityConfig(learning_days=7, min_samples=30, min_limit_min=10, margin=1.0)
+    prof = QuietProfile(cfg)
+    for d in range(14):
+        for k in range(10):  # busy in the kitchen, now and then a long sit in the living room
+            prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, "kitchen")
+        for k in range(3):
+            prof.add(HOME, (d % 7) * 24 + 14, 80.0 + 10 * k, "living")
+    prof.seen(T0)
+    prof.seen(T0 + timedelta(days=14))
+    plain = prof.limit(HOME, 14)
+    kitchen = prof.limit(HOME, 14, "kitchen")
+    living = prof.limit(HOME, 14, "living")
+    assert kitchen.minutes < plain.minutes < living.minutes
+    assert kitchen.room_factor is not None
+    assert living.room_factor is not None
+    assert kitchen.room_factor < 1 < living.room_factor
+    # the scaling is bounded: never below 3/4 nor above twice the hour's limit
+    assert kitchen.minutes >= 0.75 * plain.minutes - 1e-6
+    assert living.minutes <= 2.0 * plain.minutes + 1e-6
+    # a room never seen: the hour's limit
+    assert prof.limit(HOME, 14, "attic").minutes == plain.minutes

@@ -177,8 +177,8 @@ class InactivityDetector:
         }
         if lim.quantile_min is not None:
             evidence["usual_longest_min"] = round(lim.quantile_min, 1)
-        if lim.room_limit_min is not None:
-            evidence["room_limit_min"] = round(lim.room_limit_min, 1)
+        if lim.room_factor is not None:
+            evidence["room_factor"] = lim.room_factor
         return Alert.raise_(
             AlertType.INACTIVITY,
             now,

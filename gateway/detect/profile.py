@@ -40,6 +40,9 @@ AWAY_CONFIRM = timedelta(minutes=10)
 """Nothing inside this long after the front door: the home is empty."""
 RETURN_WINDOW = timedelta(minutes=30)
 
+ROOM_FACTOR_MIN = 0.75
+ROOM_FACTOR_MAX = 2.0
+
 N_BINS = 48
 BIN_EDGES_MIN = np.geomspace(5.0, 2880.0, N_BINS + 1)
 """Quiet-period bins, 5 min to 48 h, each about 14 % wider than the last."""
@@ -175,6 +178,7 @@ class HomeTracker:
 
     def state_after(self, reading: Reading) -> str:
         if reading.sensor_id == self.entrance_door:
+            # someone left (or came in): the next minutes tell which
             return AWAY
         room = self.room_of(reading.sensor_id)
         if self.is_bed(reading):
@@ -204,6 +208,7 @@ class HomeTracker:
         elif (
             last is not None
             and last.sensor_id == self.entrance_door
+            and last.state == AWAY
             and (reading.ts - last.ts >= AWAY_CONFIRM)
         ):
             self.away_confirmed = True  # nothing inside for a while after the door: they left
@@ -279,7 +284,9 @@ class Limit:
     samples: int
     history_days: float
     quantile_min: float | None
-    room_limit_min: float | None = None
+    room_factor: float | None = None
+    """How much longer (or shorter) quiet lasts after the last activity's room than after
+    any room (90th percentiles), bounded to [0.75, 2]; applied to the hour's limit."""
 
 
 class QuietProfile:
@@ -342,32 +349,36 @@ class QuietProfile:
             return hit
         out = self._limit(state, how)
         if out.source == "learned" and room:
-            rl = self._room_limit(state, room)
-            if rl is not None:
+            rl = self._room_q(state, room)
+            al = self._room_q(state, "") if rl is not None else None
+            if rl is not None and al is not None:
+                # scale the hour's limit by how long quiet lasts after this room compared
+                # with after any room (kitchen: shorter; the chair by the TV: longer)
                 lo = self.cfg.sleep_min_limit_min if state == ASLEEP else self.cfg.min_limit_min
                 hi = self.cfg.sleep_limit_min if state == ASLEEP else self.cfg.max_limit_min
-                rl = min(max(rl, lo), hi)
+                factor = min(max(rl / al, ROOM_FACTOR_MIN), ROOM_FACTOR_MAX)
                 out = Limit(
-                    max(out.minutes, rl),
+                    min(max(out.minutes * factor, lo), hi),
                     out.source,
                     out.samples,
                     out.history_days,
                     out.quantile_min,
-                    rl,
+                    round(factor, 3),
                 )
         self._cache[key] = out
         return out
 
-    def _room_limit(self, state: str, room: str) -> float | None:
-        """How long quiet lasts after activity in this room (dwell), at any hour."""
-        counts = self.rooms[state].get(room)
+    def _room_q(self, state: str, room: str) -> float | None:
+        """The 90th percentile of quiet periods after activity in this room ('' = any room)."""
+        per = self.rooms[state]
+        counts = per.get(room) if room else (sum(per.values()) if per else None)
         if counts is None:
             return None
         n = int(counts.sum())
         if n < self.cfg.min_samples:
             return None
-        days = max(self.history_days, 1.0)
-        return self._tail_limit(counts, n, n / days, self.cfg.target_fa_per_day)
+        idx = int(np.searchsorted(np.cumsum(counts), math.ceil(0.9 * n)))
+        return float(np.sqrt(BIN_EDGES_MIN[idx] * BIN_EDGES_MIN[idx + 1]))
 
     def _limit(self, state: str, how: int) -> Limit:
         cfg = self.cfg
