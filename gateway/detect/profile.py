@@ -371,7 +371,8 @@ class QuietProfile:
     def _room_q(self, state: str, room: str) -> float | None:
         """The 90th percentile of quiet periods after activity in this room ('' = any room)."""
         per = self.rooms[state]
-        counts = per.get(room) if room else (sum(per.values()) if per else None)
+        everywhere = np.sum(list(per.values()), axis=0) if per else None
+        counts = per.get(room) if room else everywhere
         if counts is None:
             return None
         n = int(counts.sum())
