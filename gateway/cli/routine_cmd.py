@@ -126,6 +126,9 @@ def show_data(inact: InactivityDetector, rules: RoutineRules, has: bool) -> dict
         "limits_min": {s: [round(x.minutes, 1) for x in limits[s]] for s in STATES},
         "limit_source": {s: [x.source for x in limits[s]] for s in STATES},
         "samples": {s: [x.samples for x in limits[s]] for s in STATES},
+        "quiet_periods_by_hour_of_week": {
+            s: prof.counts[s].sum(axis=1).astype(int).tolist() for s in STATES
+        },
     }
 
 
@@ -164,11 +167,20 @@ def render(data: dict[str, Any]) -> str:
     out.append(
         f"Hour-of-week chart, quiet limit at home (darker = longer; scale 0 to {max(home):.0f} min)"
     )
-    out.append("     " + "".join(f"{h:<3d}" for h in range(0, 24, 3)).ljust(24))
+    hours = "     " + "".join(f"{h:<3d}" for h in range(0, 24, 3))
+    out.append(hours)
     top = max(*home, 1.0)
     for d, name in enumerate(DAYS):
         row = home[d * 24 : d * 24 + 24]
         out.append(f"{name}  " + "".join(SHADES[min(8, math.ceil(8 * v / top))] for v in row))
+    seen = data["quiet_periods_by_hour_of_week"][HOME]
+    most = max(*seen, 1)
+    out.append("")
+    out.append(f"Hour-of-week chart, quiet periods learned at home (darker = more; up to {most})")
+    out.append(hours)
+    for d, name in enumerate(DAYS):
+        row = seen[d * 24 : d * 24 + 24]
+        out.append(f"{name}  " + "".join(SHADES[min(8, math.ceil(8 * v / most))] for v in row))
     return "\n".join(out)
 
 
