@@ -228,7 +228,7 @@ class InactivityConfig:
         default=180.0, metadata=meta(help="limit 07:00-22:00 while learning", min=5)
     )
     night_limit_min: float = field(
-        default=600.0, metadata=meta(help="limit 22:00-07:00 while learning", min=5)
+        default=720.0, metadata=meta(help="limit 22:00-07:00 while learning", min=5)
     )
     percentile: float = field(
         default=0.99, metadata=meta(help="quantile of the home's quiet periods", min=0.5, max=1)

@@ -202,7 +202,7 @@ def test_inactivity_learning_limit_and_evidence() -> None:
     assert run.until(last + timedelta(hours=20)) == []
     # new activity, new quiet period: alarms again after the limit
     run.feed([rd(last + timedelta(hours=20, minutes=5), "pir_liv")])
-    assert types(run.until(last + timedelta(hours=32))) == [AlertType.INACTIVITY]
+    assert types(run.until(last + timedelta(hours=33))) == [AlertType.INACTIVITY]  # 06:06 + 12 h
 
 
 def test_inactivity_away_never_alarms_and_blip_does_not_end_away() -> None:
