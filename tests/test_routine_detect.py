@@ -236,6 +236,39 @@ def test_inactivity_away_never_alarms_and_blip_does_not_end_away() -> None:
     assert types(run.until(back + timedelta(hours=4))) == [AlertType.INACTIVITY]
 
 
+def test_door_into_an_empty_home_is_a_return() -> None:
+    """Out for hours, the front door opens (and closes): someone came in, even if no other
+    sensor sees them (a home fitted with contacts only). Leaving stays away."""
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    run = Run(det)
+    t = T0 + timedelta(hours=9)
+    run.feed(
+        [
+            rd(t, "pir_kit"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=1, seconds=4), "front", False),
+        ]
+    )
+    assert det.tracker.last.state == AWAY
+    back = t + timedelta(hours=3)
+    run.feed([rd(back, "front"), rd(back + timedelta(seconds=4), "front", False)])
+    assert det.tracker.last.state == HOME
+    got = run.until(back + timedelta(hours=4))
+    assert types(got) == [AlertType.INACTIVITY]
+    assert got[0].evidence["last_activity_sensor"] == "front"
+    # a second door soon after the first (someone else leaving a few minutes later): away
+    det2 = InactivityDetector(make_cfg(), MemoryLearned())
+    run2 = Run(det2)
+    run2.feed(
+        [
+            rd(t, "pir_kit"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=15), "front"),
+        ]
+    )
+    assert det2.tracker.last.state == AWAY
+
+
 def test_inactivity_asleep_uses_sleep_limit() -> None:
     det = InactivityDetector(make_cfg(), MemoryLearned())
     run = Run(det)

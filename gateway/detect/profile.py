@@ -39,6 +39,10 @@ STATES = (HOME, ASLEEP)
 AWAY_CONFIRM = timedelta(minutes=10)
 """Nothing inside this long after the front door: the home is empty."""
 RETURN_WINDOW = timedelta(minutes=30)
+PASSAGE = timedelta(minutes=2)
+RETURN_AFTER = timedelta(minutes=60)
+"""The front door after this long with nothing inside since it last closed: a return."""
+"""Front-door events this close together are one passage (open, close)."""
 
 ROOM_FACTOR_MIN = 0.75
 ROOM_FACTOR_MAX = 2.0
@@ -203,7 +207,15 @@ class HomeTracker:
         state = self.state_after(reading)
         last = self.last
         if reading.sensor_id == self.entrance_door:
-            self.away_confirmed = False  # leaving again or coming back: the next minutes tell
+            if (
+                last is not None
+                and last.sensor_id == self.entrance_door
+                and (reading.ts - last.ts <= PASSAGE)
+            ):
+                state = last.state  # the same passage (open, close)
+            elif last is not None and last.state == AWAY and reading.ts - last.ts >= RETURN_AFTER:
+                state = HOME  # the door opens into an empty home: someone came back
+            self.away_confirmed = False
             self.candidate = None
         elif (
             last is not None
