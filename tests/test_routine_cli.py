@@ -175,3 +175,12 @@ def test_eval_cli_rejects_a_folder_without_logs(tmp_path: Path) -> None:
     res = run_cli("routine", "eval", "--data", str(tmp_path))
     assert res.returncode == 1
     assert "events.csv" in res.stderr
+
+
+def test_eval_is_reproducible_and_seeds_differ(tmp_path: Path) -> None:
+    home = load_home(_write_home(tmp_path, 12), ZoneInfo("UTC"))
+    a = evaluate(home, seeds=2)
+    b = evaluate(home, seeds=2)
+    assert a == b
+    days = [home.first_day + timedelta(days=8)]
+    assert injection_moments(home, days, 0) != injection_moments(home, days, 1)
