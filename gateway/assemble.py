@@ -54,6 +54,8 @@ def build_drivers(
 
 def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     """Every detector the config enables, in the order they see each reading."""
+    from gateway.detect.inactivity import InactivityDetector
+    from gateway.detect.rules import RoutineRules
     from gateway.detect.sensors import SensorEventDetector
     from gateway.detect.supervision import SupervisionDetector
 
@@ -61,7 +63,10 @@ def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     detectors: list[Detector] = [
         SensorEventDetector(sensors, store),
         SupervisionDetector(sensors, store),
+        RoutineRules(cfg, store),
     ]
+    if cfg.detection.inactivity.enabled:
+        detectors.append(InactivityDetector(cfg, store))
     return detectors
 
 

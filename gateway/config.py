@@ -221,10 +221,14 @@ class StorageConfig:
 class InactivityConfig:
     enabled: bool = field(default=True, metadata=meta(help="run the inactivity detector"))
     learning_days: int = field(
-        default=14, metadata=meta(help="days of history before learned limits apply", min=1)
+        default=7,
+        metadata=meta(
+            help="days of history before learned limits apply (each also needs min_samples)",
+            min=1,
+        ),
     )
     min_limit_min: float = field(
-        default=60.0, metadata=meta(help="never alarm sooner than this", min=5)
+        default=90.0, metadata=meta(help="never alarm sooner than this", min=5)
     )
     max_limit_min: float = field(
         default=720.0, metadata=meta(help="always alarm after this much quiet at home", min=30)
@@ -233,13 +237,32 @@ class InactivityConfig:
         default=180.0, metadata=meta(help="limit 07:00-22:00 while learning", min=5)
     )
     night_limit_min: float = field(
-        default=600.0, metadata=meta(help="limit 22:00-07:00 while learning", min=5)
+        default=720.0, metadata=meta(help="limit 22:00-07:00 while learning", min=5)
     )
     percentile: float = field(
         default=0.99, metadata=meta(help="quantile of the home's quiet periods", min=0.5, max=1)
     )
     margin: float = field(
         default=1.25, metadata=meta(help="factor applied to the learned quantile", min=1, max=5)
+    )
+    sleep_limit_min: float = field(
+        default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
+    )
+    target_fa_per_day: float = field(
+        default=0.02,
+        metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
+    )
+    min_samples: int = field(
+        default=30, metadata=meta(help="quiet periods needed before a learned limit applies", min=5)
+    )
+    sleep_min_limit_min: float = field(
+        default=300.0, metadata=meta(help="never alarm sooner than this while asleep in bed", min=5)
+    )
+    learn_min_gap_min: float = field(
+        default=5.0, metadata=meta(help="quiet periods shorter than this are not learned", min=1)
+    )
+    bed_debounce_s: float = field(
+        default=120.0, metadata=meta(help="bed pad off for less than this still counts as in bed", min=0)
     )
 
 
@@ -254,9 +277,38 @@ class RulesConfig:
         default="10:00", metadata=meta(help="not out of bed by this time alarms", check=_hhmm)
     )
     night_door: bool = field(default=True, metadata=meta(help="alarm on the front door at night"))
+    night_door_start: str = field(
+        default="00:00", metadata=meta(help="night_door window begins", check=_hhmm)
+    )
+    night_door_end: str = field(
+        default="05:00", metadata=meta(help="night_door window ends", check=_hhmm)
+    )
     entrance_door: str = field(
         default="",
         metadata=meta(help="sensor id of the front door (default: a door in an entrance room)"),
+    )
+    bed_exit_quiet_min: float = field(
+        default=60.0, metadata=meta(help="bed_exit_no_return also needs this much quiet (0: off)", min=0)
+    )
+    bed_min_occupied_min: float = field(
+        default=10.0, metadata=meta(help="a bed stay shorter than this is not a night in bed", min=0)
+    )
+    not_up: bool = field(default=True, metadata=meta(help="alarm when not up by the not-up time"))
+    not_up_latest: str = field(
+        default="12:00", metadata=meta(help="learned not-up time never later than this", check=_hhmm)
+    )
+    not_up_margin_min: float = field(
+        default=60.0, metadata=meta(help="added to the latest learned getting-up time", min=0)
+    )
+    night_door_after_sleep_min: float = field(
+        default=60.0,
+        metadata=meta(
+            help="night_door only if someone was in bed, or all was quiet this long, before (0: any)",
+            min=0,
+        ),
+    )
+    night_door_grace_min: float = field(
+        default=10.0, metadata=meta(help="night door alarms if no one is back inside within this", min=0)
     )
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.db_cmd",
     "gateway.cli.uplink_cmd",
     "gateway.cli.ble_cmd",
+    "gateway.cli.routine_cmd",
 )
 
 

@@ -1,0 +1,485 @@
+"""What a home normally looks like: the shared state tracker and the learned quiet profile.
+
+:class:`HomeTracker` follows the readings and says, at any moment, where the last activity
+was and what the home is doing: ``away`` (the last thing that happened was the front door,
+nothing moved inside since), ``asleep`` (someone lies on a bed pad and the last activity
+came from the bed or the bedroom; a pad that sticks "occupied" after the person got up is
+overruled by activity elsewhere), or ``home`` (quiet and at home).
+
+:class:`QuietProfile` learns, per state and per local hour of the week in which a quiet
+period began, how long quiet periods last in this home. Counts go into fixed log-spaced
+bins, so learning is a sum of integers: incremental, cheap to store, and a restart neither
+loses nor doubles anything (the store holds the counts together with the time of the last
+activity they include). The limit at an hour pools the same hour and its two neighbours
+over every day of the week: two to four weeks give only two to four samples per hour of
+the week, and daily routine dominates weekly routine in older people's homes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from gateway.config import InactivityConfig
+from gateway.model import ACTIVITY_KINDS, Reading, ReadingKind, Sensor, SensorKind
+
+HOME = "home"
+ASLEEP = "asleep"
+AWAY = "away"
+STATES = (HOME, ASLEEP)
+"""States whose quiet periods are learned (away has no inactivity limit)."""
+
+AWAY_CONFIRM = timedelta(minutes=10)
+"""Nothing inside this long after the front door: the home is empty."""
+RETURN_WINDOW = timedelta(minutes=30)
+PASSAGE = timedelta(minutes=2)
+RETURN_AFTER = timedelta(minutes=60)
+"""The front door after this long with nothing inside since it last closed: a return."""
+"""Front-door events this close together are one passage (open, close)."""
+
+ROOM_FACTOR_MIN = 0.75
+ROOM_FACTOR_MAX = 2.0
+
+N_BINS = 48
+BIN_EDGES_MIN = np.geomspace(5.0, 2880.0, N_BINS + 1)
+"""Quiet-period bins, 5 min to 48 h, each about 14 % wider than the last."""
+
+
+class LearnedStore(Protocol):
+    """The part of :class:`gateway.store.Store` detectors use for learned state."""
+
+    def learned(self, name: str) -> Any | None: ...
+
+    def put_learned(self, name: str, value: Any) -> None: ...
+
+    def delete_learned(self, prefix: str = "") -> int: ...
+
+
+class MemoryLearned:
+    """A LearnedStore in memory (replays, tests). Values go through JSON, as in the store."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.writes = 0
+
+    def learned(self, name: str) -> Any | None:
+        text = self.data.get(name)
+        return json.loads(text) if text is not None else None
+
+    def put_learned(self, name: str, value: Any) -> None:
+        self.writes += 1
+        self.data[name] = json.dumps(value)
+
+    def delete_learned(self, prefix: str = "") -> int:
+        gone = [k for k in self.data if k.startswith(prefix)]
+        for k in gone:
+            del self.data[k]
+        return len(gone)
+
+
+def hour_of_week(ts: datetime, tz: ZoneInfo) -> int:
+    """0 = Monday 00:00-01:00 local time, 167 = Sunday 23:00-24:00."""
+    local = ts.astimezone(tz)
+    return local.weekday() * 24 + local.hour
+
+
+def local_minutes(ts: datetime, tz: ZoneInfo) -> float:
+    local = ts.astimezone(tz)
+    return local.hour * 60 + local.minute + local.second / 60
+
+
+def in_window(minutes: float, start: time, end: time) -> bool:
+    """Whether a local time of day (minutes) lies in [start, end), windows may wrap midnight."""
+    s = start.hour * 60 + start.minute
+    e = end.hour * 60 + end.minute
+    if s <= e:
+        return s <= minutes < e
+    return minutes >= s or minutes < e
+
+
+def bin_of(minutes: float) -> int:
+    idx = int(np.searchsorted(BIN_EDGES_MIN, minutes, side="right")) - 1
+    return min(N_BINS - 1, max(0, idx))
+
+
+# --------------------------------------------------------------------------- tracker
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The last activity seen: when, which sensor, which room, and the state it left."""
+
+    ts: datetime
+    sensor_id: str
+    room: str
+    state: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts.timestamp(),
+            "sensor": self.sensor_id,
+            "room": self.room,
+            "state": self.state,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Activity:
+        return cls(
+            datetime.fromtimestamp(float(data["ts"]), UTC),
+            str(data["sensor"]),
+            str(data["room"]),
+            str(data["state"]),
+        )
+
+
+class HomeTracker:
+    """Where the last activity was, the beds (debounced), and the home's state."""
+
+    def __init__(
+        self,
+        sensors: Mapping[str, Sensor],
+        *,
+        entrance_door: str,
+        bedroom_rooms: frozenset[str],
+        bed_debounce_s: float,
+    ) -> None:
+        self.sensors = sensors
+        self.entrance_door = entrance_door
+        self.bedroom_rooms = bedroom_rooms
+        self.bed_debounce = timedelta(seconds=bed_debounce_s)
+        self.last: Activity | None = None
+        self.away_confirmed = False
+        self.candidate: Activity | None = None
+        self.last_asleep_ts: datetime | None = None
+        self.bed_raw: dict[str, bool] = {}
+        self.bed_off_since: dict[str, datetime] = {}
+
+    def is_bed(self, reading: Reading) -> bool:
+        s = self.sensors.get(reading.sensor_id)
+        return reading.kind is ReadingKind.IN_BED or (s is not None and s.kind is SensorKind.BED)
+
+    def room_of(self, sensor_id: str) -> str:
+        s = self.sensors.get(sensor_id)
+        return s.room if s is not None else ""
+
+    def in_bed(self, now: datetime, sensor_id: str | None = None) -> bool:
+        """Someone on a pad now; an 'off' shorter than the debounce still counts as in bed."""
+        ids = [sensor_id] if sensor_id is not None else list(self.bed_raw)
+        for sid in ids:
+            if self.bed_raw.get(sid):
+                return True
+            off = self.bed_off_since.get(sid)
+            if off is not None and now - off < self.bed_debounce:
+                return True
+        return False
+
+    def state_after(self, reading: Reading) -> str:
+        if reading.sensor_id == self.entrance_door:
+            # someone left (or came in): the next minutes tell which
+            return AWAY
+        room = self.room_of(reading.sensor_id)
+        if self.is_bed(reading):
+            # on the pad: asleep. Off it with nothing after: pads drop out under a sleeper
+            # far more often than someone collapses at the bedside, so still asleep; the
+            # next activity anywhere else says they are up.
+            return ASLEEP
+        if room in self.bedroom_rooms and self.in_bed(reading.ts):
+            return ASLEEP
+        return HOME
+
+    def observe(self, reading: Reading) -> Activity | None:
+        """Take one reading; return the new last activity if it is one, else None."""
+        if reading.kind not in ACTIVITY_KINDS:
+            return None
+        if self.is_bed(reading):
+            on = bool(reading.value)
+            if self.bed_raw.get(reading.sensor_id) and not on:
+                self.bed_off_since[reading.sensor_id] = reading.ts
+                self.last_asleep_ts = reading.ts  # in bed until now
+            self.bed_raw[reading.sensor_id] = on
+        state = self.state_after(reading)
+        last = self.last
+        if reading.sensor_id == self.entrance_door:
+            if (
+                last is not None
+                and last.sensor_id == self.entrance_door
+                and (reading.ts - last.ts <= PASSAGE)
+            ):
+                state = last.state  # the same passage (open, close)
+            elif last is not None and last.state == AWAY and reading.ts - last.ts >= RETURN_AFTER:
+                state = HOME  # the door opens into an empty home: someone came back
+            self.away_confirmed = False
+            self.candidate = None
+        elif (
+            last is not None
+            and last.sensor_id == self.entrance_door
+            and last.state == AWAY
+            and (reading.ts - last.ts >= AWAY_CONFIRM)
+        ):
+            self.away_confirmed = True  # nothing inside for a while after the door: they left
+        if self.away_confirmed and reading.sensor_id != self.entrance_door:
+            # out, and something stirs without the door opening: a glitch, a pet, or a
+            # missed door event. Two different sensors within RETURN_WINDOW say someone is in.
+            cand = self.candidate
+            if (
+                cand is not None
+                and cand.sensor_id != reading.sensor_id
+                and (reading.ts - cand.ts <= RETURN_WINDOW)
+            ):
+                self.away_confirmed = False
+                self.candidate = None
+            else:
+                if cand is None or reading.ts - cand.ts > RETURN_WINDOW:
+                    self.candidate = Activity(reading.ts, reading.sensor_id, "", AWAY)
+                state = AWAY
+        if state == ASLEEP:
+            self.last_asleep_ts = reading.ts
+        act = Activity(reading.ts, reading.sensor_id, self.room_of(reading.sensor_id), state)
+        self.last = act
+        return act
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "away_confirmed": self.away_confirmed,
+            "candidate": self.candidate.to_json() if self.candidate else None,
+            "last_asleep_ts": self.last_asleep_ts.timestamp() if self.last_asleep_ts else None,
+            "last": self.last.to_json() if self.last else None,
+            "bed_raw": dict(self.bed_raw),
+            "bed_off_since": {k: v.timestamp() for k, v in self.bed_off_since.items()},
+        }
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        self.last = Activity.from_json(data["last"]) if data.get("last") else None
+        self.away_confirmed = bool(data.get("away_confirmed", False))
+        self.candidate = Activity.from_json(data["candidate"]) if data.get("candidate") else None
+        sl = data.get("last_asleep_ts")
+        self.last_asleep_ts = datetime.fromtimestamp(float(sl), UTC) if sl is not None else None
+        self.bed_raw = {str(k): bool(v) for k, v in data.get("bed_raw", {}).items()}
+        self.bed_off_since = {
+            str(k): datetime.fromtimestamp(float(v), UTC)
+            for k, v in data.get("bed_off_since", {}).items()
+        }
+
+
+def bedroom_rooms_of(room_kinds: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(r for r, k in room_kinds.items() if k == "bedroom")
+
+
+def find_entrance_door(
+    sensors: Mapping[str, Sensor], room_kinds: Mapping[str, str], configured: str
+) -> str:
+    """The configured front door, else the first door sensor in an entrance room, else ''."""
+    if configured:
+        return configured
+    for s in sensors.values():
+        if s.kind is SensorKind.DOOR and room_kinds.get(s.room) == "entrance":
+            return s.id
+    return ""
+
+
+# --------------------------------------------------------------------------- profile
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """The inactivity limit that applies to a quiet period, and where it comes from."""
+
+    minutes: float
+    source: str  # "learned" or "learning"
+    samples: int
+    history_days: float
+    quantile_min: float | None
+    room_factor: float | None = None
+    """How much longer (or shorter) quiet lasts after the last activity's room than after
+    any room (90th percentiles), bounded to [0.75, 2]; applied to the hour's limit."""
+
+
+class QuietProfile:
+    """Counts of quiet-period lengths per state and hour of the week, and limits from them."""
+
+    def __init__(self, cfg: InactivityConfig) -> None:
+        self.cfg = cfg
+        self.counts: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {
+            s: np.zeros((168, N_BINS), dtype=np.int64) for s in STATES
+        }
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.rooms: dict[str, dict[str, np.ndarray[Any, np.dtype[np.int64]]]] = {
+            s: {} for s in STATES
+        }
+        self._cache: dict[tuple[str, int, str], Limit] = {}
+
+    # learning -----------------------------------------------------------------
+
+    def add(self, state: str, how: int, minutes: float, room: str = "") -> bool:
+        """Learn one finished quiet period. Returns True if it changed the counts."""
+        if state not in self.counts or minutes < self.cfg.learn_min_gap_min:
+            return False
+        b = bin_of(minutes)
+        self.counts[state][how, b] += 1
+        if room:
+            arr = self.rooms[state].get(room)
+            if arr is None:
+                arr = self.rooms[state][room] = np.zeros(N_BINS, dtype=np.int64)
+            arr[b] += 1
+        self._cache.clear()
+        return True
+
+    def seen(self, ts: datetime) -> None:
+        t = ts.timestamp()
+        if self.first_ts is None:
+            self.first_ts = t
+        self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+
+    @property
+    def history_days(self) -> float:
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return (self.last_ts - self.first_ts) / 86400.0
+
+    # limits -------------------------------------------------------------------
+
+    def pooled(self, state: str, how: int, width: int = 1) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Counts of the same hour of day +-``width`` hours, over every day of the week."""
+        hour = how % 24
+        hours = sorted({(hour + d) % 24 for d in range(-width, width + 1)})
+        rows = [day * 24 + h for day in range(7) for h in hours]
+        out: np.ndarray[Any, np.dtype[np.int64]] = self.counts[state][rows].sum(axis=0)
+        return out
+
+    def limit(self, state: str, how: int, room: str = "") -> Limit:
+        key = (state, how, room)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        out = self._limit(state, how)
+        if out.source == "learned" and room:
+            rl = self._room_q(state, room)
+            al = self._room_q(state, "") if rl is not None else None
+            if rl is not None and al is not None:
+                # scale the hour's limit by how long quiet lasts after this room compared
+                # with after any room (kitchen: shorter; the chair by the TV: longer)
+                lo = self.cfg.sleep_min_limit_min if state == ASLEEP else self.cfg.min_limit_min
+                hi = self.cfg.sleep_limit_min if state == ASLEEP else self.cfg.max_limit_min
+                factor = min(max(rl / al, ROOM_FACTOR_MIN), ROOM_FACTOR_MAX)
+                out = Limit(
+                    min(max(out.minutes * factor, lo), hi),
+                    out.source,
+                    out.samples,
+                    out.history_days,
+                    out.quantile_min,
+                    round(factor, 3),
+                )
+        self._cache[key] = out
+        return out
+
+    def _room_q(self, state: str, room: str) -> float | None:
+        """The 90th percentile of quiet periods after activity in this room ('' = any room)."""
+        per = self.rooms[state]
+        everywhere = np.sum(list(per.values()), axis=0) if per else None
+        counts = per.get(room) if room else everywhere
+        if counts is None:
+            return None
+        n = int(counts.sum())
+        if n < self.cfg.min_samples:
+            return None
+        idx = int(np.searchsorted(np.cumsum(counts), math.ceil(0.9 * n)))
+        return float(np.sqrt(BIN_EDGES_MIN[idx] * BIN_EDGES_MIN[idx + 1]))
+
+    def _limit(self, state: str, how: int) -> Limit:
+        cfg = self.cfg
+        days = self.history_days
+        hour = how % 24
+        if state == ASLEEP:
+            default, lo, hi = cfg.sleep_limit_min, cfg.sleep_min_limit_min, cfg.sleep_limit_min
+        else:
+            default = cfg.day_limit_min if 7 <= hour < 22 else cfg.night_limit_min
+            lo, hi = cfg.min_limit_min, cfg.max_limit_min
+        if days < cfg.learning_days or state not in self.counts:
+            return Limit(min(max(default, lo), hi), "learning", 0, days, None)
+        # widen the hours pooled until there are enough quiet periods (a smoother that
+        # adapts to how busy the home is at this hour)
+        width = 1
+        counts = self.pooled(state, how, width)
+        while int(counts.sum()) < cfg.min_samples and width < 12:
+            width += 1
+            counts = self.pooled(state, how, width)
+        n = int(counts.sum())
+        if n < cfg.min_samples:
+            return Limit(min(max(default, lo), hi), "learning", n, days, None)
+        cum = np.cumsum(counts)
+        idx = int(np.searchsorted(cum, math.ceil(cfg.percentile * n)))
+        q = float(BIN_EDGES_MIN[min(idx + 1, N_BINS)])  # the bin's upper edge: conservative
+        share = (2 * width + 1) / 24.0  # the part of the day these hours are
+        tail = self._tail_limit(counts, n, n / max(days, 1.0), self.cfg.target_fa_per_day * share)
+        minutes = max(q * cfg.margin, tail)
+        return Limit(min(max(minutes, lo), hi), "learned", n, days, q)
+
+    @staticmethod
+    def _tail_limit(
+        counts: np.ndarray[Any, np.dtype[np.int64]], n: int, per_day: float, target: float
+    ) -> float:
+        """The length beyond which quiet periods come ``target`` times a day, from an
+        exponential tail fitted to the longest fifth of them (``per_day`` of them a day)."""
+        k = max(5, n // 5)
+        mids = np.sqrt(BIN_EDGES_MIN[:-1] * BIN_EDGES_MIN[1:])
+        values = np.repeat(mids, counts)  # ascending
+        top = values[-k:]
+        u = float(top[0])
+        beta = max(float(np.mean(top - u)), 1.0)
+        s_target = target / max(per_day, 1e-9)
+        s_u = k / n
+        if s_target >= s_u:
+            return u
+        return u + beta * math.log(s_u / s_target)
+
+    # persistence --------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        sparse: dict[str, list[list[int]]] = {}
+        for s, arr in self.counts.items():
+            hs, bs = np.nonzero(arr)
+            sparse[s] = [
+                list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)
+            ]
+        rooms = {
+            s: {r: [[int(b), int(arr[b])] for b in np.nonzero(arr)[0]] for r, arr in per.items()}
+            for s, per in self.rooms.items()
+        }
+        return {
+            "v": 1,
+            "bins": N_BINS,
+            "counts": sparse,
+            "rooms": rooms,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        if data.get("v") != 1 or data.get("bins") != N_BINS:
+            return
+        for s in STATES:
+            arr = np.zeros((168, N_BINS), dtype=np.int64)
+            for h, b, c in data.get("counts", {}).get(s, []):
+                arr[int(h), int(b)] = int(c)
+            self.counts[s] = arr
+            per: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
+            for room, pairs in data.get("rooms", {}).get(s, {}).items():
+                r_arr = np.zeros(N_BINS, dtype=np.int64)
+                for b, c in pairs:
+                    r_arr[int(b)] = int(c)
+                per[str(room)] = r_arr
+            self.rooms[s] = per
+        self.first_ts = data.get("first_ts")
+        self.last_ts = data.get("last_ts")
+        self._cache.clear()
+
+    def total(self, state: str) -> int:
+        return int(self.counts[state].sum())

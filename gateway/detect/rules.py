@@ -1,0 +1,347 @@
+"""Routine rules: a bed left at night and not re-entered, not up in the morning, the front
+door opened at night.
+
+* ``bed_exit_no_return``: a bed pad occupied at least ``bed_min_occupied_min`` goes empty
+  (for longer than the debounce) in the night window and no pad in the same room is
+  occupied again within ``bed_exit_no_return_min``; it alarms once the home has also been
+  quiet ``bed_exit_quiet_min`` (someone busy in the kitchen at 3 a.m. is not lying on the
+  floor), not after the night window ends plus the same minutes, and not when the front door
+  was the last activity (they went out: that is ``night_door``'s business).
+* ``not_up``: by the not-up time no activity outside the bed and the bedroom since the night
+  ended, and the home not away. The not-up time is ``not_up_by``, or, once a week of
+  getting-up times has been seen, the latest of them plus ``not_up_margin_min``, never later
+  than ``not_up_latest``.
+* ``night_door``: the front door opens in its window (``night_door_start`` to
+  ``night_door_end``, the deep night: evening outings and early starts are routine) while
+  someone was home and had been in bed, or all was quiet, within
+  ``night_door_after_sleep_min``, and nothing moves inside within ``night_door_grace_min``.
+
+Settings are per home: each gateway's config is one home's. State lives in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from gateway.clock import Stamp
+from gateway.config import Config, parse_hhmm
+from gateway.detect.profile import (
+    AWAY,
+    Activity,
+    HomeTracker,
+    LearnedStore,
+    bedroom_rooms_of,
+    find_entrance_door,
+    in_window,
+    local_minutes,
+)
+from gateway.model import ACTIVITY_KINDS, Alert, AlertType, Reading, Sensor
+
+KEY = "routine.rules"
+WAKE_HISTORY_DAYS = 28
+WAKE_MIN_DAYS = 7
+PERSIST_EVERY_S = 600.0
+
+
+def _hhmm(minutes: float) -> str:
+    return f"{int(minutes) // 60:02d}:{int(minutes) % 60:02d}"
+
+
+def _ts(x: float) -> datetime:
+    return datetime.fromtimestamp(x, UTC)
+
+
+class RoutineRules:
+    name = "routine_rules"
+
+    def __init__(
+        self, cfg: Config, store: LearnedStore, *, sensors: Mapping[str, Sensor] | None = None
+    ) -> None:
+        self.cfg = cfg.detection.rules
+        self.icfg = cfg.detection.inactivity
+        self.tz = cfg.gateway.tz
+        self.store = store
+        self.sensors = (
+            dict(sensors) if sensors is not None else {s.id: s for s in cfg.sensor_list()}
+        )
+        room_kinds = {r.id: r.kind for r in cfg.rooms}
+        self.bedrooms = bedroom_rooms_of(room_kinds)
+        self.entrance = find_entrance_door(self.sensors, room_kinds, self.cfg.entrance_door)
+        self.tracker = HomeTracker(
+            self.sensors,
+            entrance_door=self.entrance,
+            bedroom_rooms=self.bedrooms,
+            bed_debounce_s=self.icfg.bed_debounce_s,
+        )
+        self.night_start = parse_hhmm(self.cfg.night_start)
+        self.night_end = parse_hhmm(self.cfg.night_end)
+        self.door_start = parse_hhmm(self.cfg.night_door_start)
+        self.door_end = parse_hhmm(self.cfg.night_door_end)
+        self.debounce = timedelta(seconds=self.icfg.bed_debounce_s)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.bed_on_since: dict[str, float] = {}
+        self.bed_off_at: dict[str, float] = {}
+        self.exits: dict[str, float] = {}  # bed sensor -> exit ts, pending
+        self.door_at: float | None = None
+        self.up_day: str | None = None
+        self.fired_not_up: str | None = None
+        self.wake: list[tuple[str, float]] = []
+        self._persisted_t = 0.0
+        self._dirty = False
+        self.last_nonbed_t = 0.0
+
+    # ------------------------------------------------------------------ state
+
+    def restore(self) -> None:
+        data = self.store.learned(KEY)
+        if not data:
+            return
+        self.tracker.load_json(data["tracker"])
+        self.bed_on_since = dict(data.get("bed_on_since", {}))
+        self.bed_off_at = dict(data.get("bed_off_at", {}))
+        self.exits = dict(data.get("exits", {}))
+        self.door_at = data.get("door_at")
+        self.up_day = data.get("up_day")
+        self.fired_not_up = data.get("fired_not_up")
+        self.wake = [(str(d), float(m)) for d, m in data.get("wake", [])]
+        self.last_nonbed_t = float(data.get("last_nonbed_t", 0.0))
+
+    def persist(self) -> None:
+        last = self.tracker.last
+        self._persisted_t = last.ts.timestamp() if last else 0.0
+        self._dirty = False
+        self.store.put_learned(
+            KEY,
+            {
+                "tracker": self.tracker.to_json(),
+                "bed_on_since": self.bed_on_since,
+                "bed_off_at": self.bed_off_at,
+                "exits": self.exits,
+                "door_at": self.door_at,
+                "up_day": self.up_day,
+                "fired_not_up": self.fired_not_up,
+                "wake": [list(w) for w in self.wake],
+                "last_nonbed_t": self.last_nonbed_t,
+            },
+        )
+
+    def reset(self) -> None:
+        self.store.delete_learned(KEY)
+        self._clear()
+        self.tracker.load_json({})
+
+    # ------------------------------------------------------------------ helpers
+
+    def _local_day(self, ts: datetime) -> date:
+        return ts.astimezone(self.tz).date()
+
+    def _night_end_after(self, ts: datetime) -> datetime:
+        local = ts.astimezone(self.tz)
+        end = local.replace(
+            hour=self.night_end.hour, minute=self.night_end.minute, second=0, microsecond=0
+        )
+        if end <= local:
+            end = (local + timedelta(days=1)).replace(
+                hour=self.night_end.hour, minute=self.night_end.minute, second=0, microsecond=0
+            )
+        return end.astimezone(UTC)
+
+    def is_night(self, ts: datetime) -> bool:
+        return in_window(local_minutes(ts, self.tz), self.night_start, self.night_end)
+
+    def not_up_time_min(self) -> tuple[float, str]:
+        """The not-up time (local minutes) and whether it is configured or learned."""
+        base = parse_hhmm(self.cfg.not_up_by)
+        latest = parse_hhmm(self.cfg.not_up_latest)
+        base_m = base.hour * 60 + base.minute
+        latest_m = latest.hour * 60 + latest.minute
+        if len(self.wake) < WAKE_MIN_DAYS:
+            return float(base_m), "configured"
+        learned = max(m for _, m in self.wake) + self.cfg.not_up_margin_min
+        return float(min(max(base_m, learned), max(base_m, latest_m))), "learned"
+
+    def _from_sleep(self, prev: Activity | None, ts: datetime) -> bool:
+        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``."""
+        if prev is None or prev.state == AWAY:
+            return False
+        window = self.cfg.night_door_after_sleep_min * 60
+        if window <= 0:
+            return True
+        asleep = self.tracker.last_asleep_ts
+        if asleep is not None and ts.timestamp() - asleep.timestamp() <= window:
+            return True
+        return ts.timestamp() - prev.ts.timestamp() >= window
+
+    def _room(self, sensor_id: str) -> str:
+        s = self.sensors.get(sensor_id)
+        return s.room if s else ""
+
+    # ------------------------------------------------------------------ detector
+
+    def feed(self, reading: Reading) -> Sequence[Alert]:
+        if reading.kind not in ACTIVITY_KINDS:
+            return ()
+        prev = self.tracker.last
+        if prev is not None and reading.ts < prev.ts:
+            return ()
+        is_bed = self.tracker.is_bed(reading)
+        self.tracker.observe(reading)
+        t = reading.ts.timestamp()
+        sid = reading.sensor_id
+        changed = False
+        important = False
+        if is_bed:
+            changed = True
+            if reading.value:
+                self.bed_off_at.pop(sid, None)
+                self.bed_on_since.setdefault(sid, t)
+                room = self._room(sid)
+                for other in list(self.exits):  # back in a bed in the same room
+                    if other == sid or self._room(other) == room:
+                        del self.exits[other]
+                        important = True
+            else:
+                self.bed_off_at[sid] = t
+        elif sid == self.entrance:
+            if (
+                reading.value
+                and in_window(local_minutes(reading.ts, self.tz), self.door_start, self.door_end)
+                and self._from_sleep(prev, reading.ts)
+            ):
+                self.door_at = t
+                important = True
+        else:
+            self.last_nonbed_t = t
+            if self.door_at is not None:
+                self.door_at = None
+                important = True
+            room = self._room(sid)
+            if room not in self.bedrooms:
+                local = reading.ts.astimezone(self.tz)
+                day = local.date().isoformat()
+                minutes = local_minutes(reading.ts, self.tz)
+                end_m = self.night_end.hour * 60 + self.night_end.minute
+                latest = parse_hhmm(self.cfg.not_up_latest)
+                if self.up_day != day and minutes >= end_m:
+                    self.up_day = day
+                    if minutes <= latest.hour * 60 + latest.minute:
+                        self.wake = [*self.wake, (day, minutes)][-WAKE_HISTORY_DAYS:]
+                    important = True
+        self._maybe_persist(reading.ts.timestamp(), important, changed)
+        return ()
+
+    def _maybe_persist(self, t: float, important: bool, changed: bool) -> None:
+        """Persist what matters at once; debounce-level detail at most every 10 minutes."""
+        self._dirty = self._dirty or changed
+        if important or (self._dirty and t - self._persisted_t >= PERSIST_EVERY_S):
+            self.persist()
+
+    def tick(self, now: Stamp) -> Sequence[Alert]:
+        out: list[Alert] = []
+        t = now.wall.timestamp()
+        last = self.tracker.last
+        changed = False
+        important = False
+        # bed exits confirmed after the debounce
+        for sid, off in list(self.bed_off_at.items()):
+            if t - off >= self.debounce.total_seconds():
+                del self.bed_off_at[sid]
+                since = self.bed_on_since.pop(sid, off)
+                changed = True
+                if off - since >= self.cfg.bed_min_occupied_min * 60 and self.is_night(_ts(off)):
+                    self.exits[sid] = off
+                    important = True
+        for sid, off in list(self.exits.items()):
+            n = self.cfg.bed_exit_no_return_min * 60
+            expire = self._night_end_after(_ts(off)).timestamp() + n
+            if t > expire or (last is not None and last.state == AWAY):
+                del self.exits[sid]
+                important = True
+                continue
+            quiet = t - last.ts.timestamp() if last else t - off
+            up = self.last_nonbed_t > off  # something outside the bed moved: they got up
+            if up and t - off >= n and quiet >= self.cfg.bed_exit_quiet_min * 60:
+                del self.exits[sid]
+                important = True
+                out.append(self._bed_alert(now, sid, off, last.ts.timestamp() if last else off))
+        door = self.door_at
+        if (
+            self.cfg.night_door
+            and door is not None
+            and t - door >= self.cfg.night_door_grace_min * 60
+        ):
+            out.append(self._door_alert(now, door))
+            self.door_at = None
+            important = True
+        if self.cfg.not_up and last is not None:
+            local = now.wall.astimezone(self.tz)
+            day = local.date().isoformat()
+            due_m, source = self.not_up_time_min()
+            m = local.hour * 60 + local.minute
+            if m >= due_m and day not in (self.up_day, self.fired_not_up):
+                self.fired_not_up = day
+                important = True
+                if last.state != AWAY:
+                    out.append(self._not_up_alert(now, due_m, source))
+        self._maybe_persist(t, important or bool(out), changed)
+        return out
+
+    # ------------------------------------------------------------------ alerts
+
+    def _iso(self, x: float) -> str:
+        return _ts(x).astimezone(self.tz).isoformat()
+
+    def _last_evidence(self) -> dict[str, Any]:
+        last = self.tracker.last
+        if last is None:
+            return {}
+        return {
+            "last_activity_ts": last.ts.astimezone(self.tz).isoformat(),
+            "last_activity_sensor": last.sensor_id,
+            "last_activity_room": last.room,
+        }
+
+    def _bed_alert(self, now: Stamp, sid: str, off: float, last_t: float) -> Alert:
+        return Alert.raise_(
+            AlertType.BED_EXIT_NO_RETURN,
+            now,
+            sensor=self.sensors.get(sid),
+            evidence={
+                "bed_exit_ts": self._iso(off),
+                "out_of_bed_min": round((now.wall.timestamp() - off) / 60, 1),
+                "limit_min": self.cfg.bed_exit_no_return_min,
+                "quiet_min": round((now.wall.timestamp() - last_t) / 60, 1),
+                "night": f"{self.cfg.night_start}-{self.cfg.night_end}",
+                **self._last_evidence(),
+            },
+        )
+
+    def _door_alert(self, now: Stamp, at: float) -> Alert:
+        return Alert.raise_(
+            AlertType.NIGHT_DOOR,
+            now,
+            sensor=self.sensors.get(self.entrance),
+            evidence={
+                "door_opened_ts": self._iso(at),
+                "grace_min": self.cfg.night_door_grace_min,
+                "window": f"{self.cfg.night_door_start}-{self.cfg.night_door_end}",
+                **self._last_evidence(),
+            },
+        )
+
+    def _not_up_alert(self, now: Stamp, due_m: float, source: str) -> Alert:
+        return Alert.raise_(
+            AlertType.NOT_UP,
+            now,
+            evidence={
+                "not_up_by": f"{int(due_m) // 60:02d}:{int(due_m) % 60:02d}",
+                "not_up_source": source,
+                "wake_history_days": len(self.wake),
+                "latest_usual_wake": _hhmm(max(m for _, m in self.wake)) if self.wake else None,
+                **self._last_evidence(),
+            },
+        )
