@@ -74,14 +74,20 @@ class LD2410Report:
 
     @property
     def distance_cm(self) -> int:
-        """The distance to report for the room: the nearer of the detected targets."""
-        if self.target_state is TargetState.MOVING:
-            return self.moving_distance_cm
-        if self.target_state is TargetState.STILL:
-            return self.still_distance_cm
-        if self.target_state is TargetState.BOTH:
-            return min(self.moving_distance_cm, self.still_distance_cm)
-        return 0
+        """The distance to report for the room: the nearest detected target.
+
+        Some firmware reports 0 for the distance of a target it flags (the protocol
+        document's own basic-mode example does); the detection distance stands in then.
+        """
+        candidates: list[int] = []
+        if self.target_state in (TargetState.MOVING, TargetState.BOTH):
+            candidates.append(self.moving_distance_cm)
+        if self.target_state in (TargetState.STILL, TargetState.BOTH):
+            candidates.append(self.still_distance_cm)
+        nonzero = [d for d in candidates if d > 0]
+        if nonzero:
+            return min(nonzero)
+        return self.detection_distance_cm if candidates else 0
 
 
 @dataclass(frozen=True, slots=True)
