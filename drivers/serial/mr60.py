@@ -56,7 +56,7 @@ class MR60Frame:
     """A well-formed frame of a type the gateway does not interpret."""
 
     frame_id: int
-    type: int
+    frame_type: int
     data: bytes
 
 

@@ -5,7 +5,7 @@ Lines from the receiver start with ``20``; ``SEQ`` is a hex counter. Device line
 the device ``SMOKEALERT=ON``, ``PIR=ON``, ``BAT=OK|LOW``, ``CHIME=``. Lines without
 ``ID=`` (the start-up banner, ``OK``, ``VER=...``, ``DEBUG``) are :class:`RFLinkInfo`.
 Lines starting ``10;`` are commands to the receiver (an echo) and are ignored; ``11;`` are
-RFLink-to-RFLink relays and are decoded like ``20;``.
+RFLink-to-RFLink relays (``11;20;...``) and are decoded like the ``20;`` line they carry.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def decode_line(line: bytes) -> RFLinkLine | None:
     parts = text.split(";")
     if parts and parts[-1] == "":
         parts.pop()
+    if len(parts) > 2 and parts[0] == "11" and parts[1] == "20":
+        parts = parts[1:]  # "11;20;..." is a relayed "20;..." line
     if len(parts) < 3 or parts[0] not in ("20", "11"):
         raise FrameError("not an RFLink line", line, protocol=PROTOCOL)
     try:

@@ -2,8 +2,8 @@
 
 Each line is one JSON object with at least ``model``; ``id`` (number or string) names the
 device, ``channel`` (or ``unit``/``button``) the sub-device. The state comes from the
-first of these keys present: ``alarm``, ``opened``, ``contact_open``, ``state``,
-``motion``, ``detect_wet``, ``water``, ``leak``, ``smoke``, ``gas``, ``panic``, ``pressed``,
+first of these keys present: ``contact_open``, ``opened``, ``state``, ``motion``,
+``detect_wet``, ``water``, ``leak``, ``smoke``, ``gas``, ``panic``, ``pressed``, ``alarm``,
 ``event``; a device that sends only its code (doorbells, EV1527 remotes) is active when it
 transmits. ``battery_ok`` (0/1, or a 0..1 level in newer rtl_433) gives battery, ``tamper``
 tamper.
@@ -22,9 +22,11 @@ from .rf433 import RadioEvent, Scalar
 
 PROTOCOL = "rtl433"
 
+# Order matters: Honeywell-Security sends contact_open/state for the reed and alarm for
+# the second loop, so the contact wins over the generic alarm flag.
 _STATE_KEYS = (
-    "alarm", "opened", "contact_open", "state", "motion", "detect_wet", "water", "leak",
-    "smoke", "gas", "panic", "pressed", "event",
+    "contact_open", "opened", "state", "motion", "detect_wet", "water", "leak",
+    "smoke", "gas", "panic", "pressed", "alarm", "event",
 )
 _ALARM_OF_KEY = {"smoke": "smoke", "gas": "gas", "detect_wet": "water_leak", "water": "water_leak",
                  "leak": "water_leak", "panic": "panic"}
