@@ -4,7 +4,7 @@ The port is opened with :func:`serial.serial_for_url`, so a device path (use the
 ``/dev/serial/by-id/...`` name: ``ttyUSB0`` changes with plug order), ``socket://host:port``
 (a remote serial bridge, or rtl_433 piped through ``nc``) and ``loop://`` all work. A
 reader thread does the blocking reads and hands bytes to the event loop through a
-bounded queue; everything else runs on the loop. When the port fails (unplugged, EIO,
+bounded buffer; everything else runs on the loop. When the port fails (unplugged, EIO,
 socket closed) the driver emits a ``link`` reading ``"down"``, retries with exponential
 backoff and jitter, and emits ``"up"`` when the port is back.
 """
@@ -33,17 +33,70 @@ from .rf433 import parse_address
 
 log = logging.getLogger(__name__)
 
-QUEUE_CHUNKS = 256
-"""Chunks of up to ``read_size`` bytes the reader may be ahead of the loop (bounded memory)."""
+INBOX_LIMIT = 64 * 1024
+"""Bytes the reader thread may be ahead of the loop; beyond it the oldest are dropped."""
 
 
 class _Lost:
-    """Queue marker: the reader thread stopped because the port failed."""
+    """Inbox marker: the reader thread stopped because the port failed."""
 
     __slots__ = ("reason",)
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class _Inbox:
+    """Bytes from the reader thread to the loop, coalesced, bounded.
+
+    A queue of chunks would hold one item per ``read()``; a socket:// port returns one
+    byte per read when bytes trickle in, so a burst would fill any chunk queue. Here the
+    thread appends to one buffer and wakes the loop only when the buffer was empty.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INBOX_LIMIT) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._buf = bytearray()
+        self._lost: str | None = None
+        self._event = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, data: bytes) -> None:
+        """From the reader thread."""
+        with self._lock:
+            wake = not self._buf
+            self._buf += data
+            over = len(self._buf) - self._limit
+            if over > 0:
+                del self._buf[:over]
+                self.dropped += over
+        if wake:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def lost(self, reason: str) -> None:
+        """From the reader thread: the port failed; nothing more will come."""
+        with self._lock:
+            self._lost = reason
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def get(self, timeout_s: float) -> bytes | _Lost | None:
+        """Bytes, or the loss once all bytes before it were taken, or None on timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
+        except TimeoutError:
+            return None
+        with self._lock:
+            data = bytes(self._buf)
+            self._buf.clear()
+            lost = self._lost
+            if lost is None:  # a loss stays signalled until it is taken
+                self._event.clear()
+        if data:
+            return data
+        return _Lost(lost) if lost is not None else b""
 
 
 class Backoff:
@@ -133,21 +186,13 @@ class SerialDriver(Driver):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise DeviceUnavailableError(f"{self.url}: {exc}") from exc
 
-    def _reader(self, port: Any, loop: asyncio.AbstractEventLoop,
-                queue: asyncio.Queue[bytes | _Lost]) -> None:
-        def put(item: bytes | _Lost) -> None:
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self.stats.last_error = "reader queue full: bytes dropped"
-                self.framer.reset()
-
+    def _reader(self, port: Any, inbox: _Inbox) -> None:
         reason = "reader stopped"
         try:
             while not self._stop.is_set():
                 data = port.read(max(1, min(port.in_waiting, self.read_size)))
                 if data:
-                    loop.call_soon_threadsafe(put, data)
+                    inbox.put(data)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             # TypeError/AttributeError: pyserial's posix port read after close() from
             # another thread (fd set to None) on shutdown.
@@ -156,19 +201,18 @@ class SerialDriver(Driver):
             return
         if not self._stop.is_set():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(put, _Lost(reason))
+                inbox.lost(reason)
 
-    async def _start_reader(self) -> asyncio.Queue[bytes | _Lost]:
+    async def _start_reader(self) -> _Inbox:
         port = await asyncio.to_thread(self._open_port)
-        queue: asyncio.Queue[bytes | _Lost] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+        inbox = _Inbox(asyncio.get_running_loop())
         self._stop = threading.Event()
         self._port = port
         self._thread = threading.Thread(
-            target=self._reader, args=(port, asyncio.get_running_loop(), queue),
-            name=f"serial-reader {self.url}", daemon=True,
+            target=self._reader, args=(port, inbox), name=f"serial-reader {self.url}", daemon=True
         )
         self._thread.start()
-        return queue
+        return inbox
 
     async def _stop_reader(self) -> None:
         self._stop.set()
@@ -222,7 +266,7 @@ class SerialDriver(Driver):
         try:
             while not self._closing:
                 try:
-                    queue = await self._start_reader()
+                    inbox = await self._start_reader()
                 except DeviceUnavailableError as exc:
                     self.stats.last_error = str(exc)
                     if not announced_down:
@@ -238,7 +282,7 @@ class SerialDriver(Driver):
                 log.info("%s: open (%s, %d baud)", self.url, self.spec.name, self.baud)
                 yield self._link("up")
                 reason = ""
-                async for reading in self._pump(queue):
+                async for reading in self._pump(inbox):
                     if isinstance(reading, _Lost):
                         reason = reading.reason
                         break
@@ -257,19 +301,17 @@ class SerialDriver(Driver):
             self.connected = False
             await self._stop_reader()
 
-    async def _pump(self, queue: asyncio.Queue[bytes | _Lost]) -> AsyncIterator[Reading | _Lost]:
+    async def _pump(self, inbox: _Inbox) -> AsyncIterator[Reading | _Lost]:
         while not self._closing:
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=self.tick_s)
-            except TimeoutError:
-                for reading in self.interpreter.tick(self.clock.now()):
-                    yield reading
-                continue
+            item = await inbox.get(self.tick_s)
             if isinstance(item, _Lost):
                 yield item
                 return
-            for reading in self._decode(item):
-                yield reading
+            if inbox.dropped:
+                self.stats.last_error = f"{inbox.dropped} bytes dropped: the loop fell behind"
+            if item:
+                for reading in self._decode(item):
+                    yield reading
             for reading in self.interpreter.tick(self.clock.now()):
                 yield reading
 
