@@ -9,6 +9,8 @@ opens a new pty and re-points the symlink, as udev does when the adapter comes b
 from __future__ import annotations
 
 import os
+import threading
+import tty
 from pathlib import Path
 
 
@@ -22,6 +24,9 @@ class PtyDevice:
     def plug(self) -> None:
         master, slave = os.openpty()
         self.slave_path = os.ttyname(slave)
+        # Raw from the start: bytes written before the driver opens the port must not be
+        # line-edited (CR -> NL) by the tty layer.
+        tty.setraw(slave)
         # Only the driver keeps the slave open, so closing the master hangs it up.
         os.close(slave)
         self.master = master
@@ -38,6 +43,20 @@ class PtyDevice:
         while view:
             n = os.write(self.master, view)
             view = view[n:]
+
+    def stream(self, frame: bytes, every_s: float = 0.02) -> threading.Event:
+        """Write ``frame`` every ``every_s`` from a thread until the returned event is set."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.write(frame)
+                except OSError:
+                    return
+
+        threading.Thread(target=run, name="pty-emulator", daemon=True).start()
+        return stop
 
     def unplug(self) -> None:
         if self.master is not None:
