@@ -122,17 +122,30 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _no_lingering_tasks() -> Iterator[None]:
+_lingering: list[str] = []
+_original_runner_close = asyncio.Runner.close
+
+
+def _checking_runner_close(self: asyncio.Runner) -> None:
+    # pytest-asyncio runs each test in an asyncio.Runner and cancels what is left when it
+    # closes; note what was left first, so the test that leaked it fails.
+    loop = getattr(self, "_loop", None)
+    if loop is not None and not loop.is_closed():
+        _lingering.extend(repr(t) for t in asyncio.all_tasks(loop) if not t.done())
+    _original_runner_close(self)
+
+
+asyncio.Runner.close = _checking_runner_close  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _lingering.clear()
     yield
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        return
-    if loop.is_closed() or loop.is_running():
-        return
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    assert not pending, f"test left asyncio tasks behind: {pending}"
+    if _lingering:
+        left = list(_lingering)
+        _lingering.clear()
+        pytest.fail(f"{item.nodeid} left asyncio tasks behind: {left}")
 
 
 class _FormatCheckingHandler(logging.Handler):
