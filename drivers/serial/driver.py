@@ -323,7 +323,8 @@ def build_serial_drivers(
 
     A port is a sensor with ``transport = "serial"`` and a ``protocol``; a 433 MHz sensor
     (``transport = "rf433"``, address ``rflink:...`` or ``rtl433:...``) is heard through
-    every receiver of that kind.
+    every receiver of that kind. A malformed 433 MHz address is a ConfigError; one with no
+    receiver of its kind is only logged.
     """
     radio = [s for s in sensors if s.transport is Transport.RF433]
     ports = [s for s in sensors if s.transport is Transport.SERIAL and s.options.get("protocol")]
@@ -336,10 +337,9 @@ def build_serial_drivers(
                 key="address",
             )
         if not any(p.options.get("protocol") == parts[0] for p in ports):
-            raise ConfigError(
-                f"sensor {s.id!r}: no serial sensor with protocol {parts[0]!r} to receive it",
-                key="address",
-            )
+            # Not fatal: the receiver may be added later; supervision reports the silence.
+            log.warning("sensor %s: no serial sensor with protocol %r receives it",
+                        s.id, parts[0])
     drivers = []
     for port in ports:
         proto = str(port.options["protocol"])
