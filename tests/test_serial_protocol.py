@@ -285,6 +285,19 @@ def test_ld2410_encoders_round_trip() -> None:
     )
 
 
+def test_ld2410_firmware_and_config_session() -> None:
+    vec = json.loads((VECTORS / "ld2410/doc_read_firmware_ack.json").read_text())
+    (ack,) = ld2410.LD2410Framer().feed(bytes.fromhex(vec["hex"]))
+    assert ack.ok
+    assert ack.firmware == "V1.07.22091516"
+    session = ld2410.config_session((ld2410.CMD_ENGINEERING_ON, b""))
+    frames = ld2410.LD2410Framer().feed(session)
+    assert [(f.command, f.value) for f in frames] == [
+        (ld2410.CMD_ENABLE_CONFIG, b"\x01\x00"), (ld2410.CMD_ENGINEERING_ON, b""),
+        (ld2410.CMD_END_CONFIG, b""),
+    ]
+
+
 def test_ld2410_distance_prefers_nonzero_target_distance() -> None:
     r = ld2410.LD2410Report(False, ld2410.TargetState.BOTH, 120, 50, 80, 40, 100)
     assert r.distance_cm == 80

@@ -110,6 +110,15 @@ class LD2410Ack:
     def ok(self) -> bool:
         return self.status == 0
 
+    @property
+    def firmware(self) -> str | None:
+        """``V1.07.22091516`` from a read-firmware (0x00A0) answer, else None."""
+        if self.command != CMD_READ_FIRMWARE or len(self.value) < 8:
+            return None
+        minor, major = self.value[2], self.value[3]
+        (build,) = struct.unpack_from("<I", self.value, 4)
+        return f"V{major}.{minor:02d}.{build:08X}"
+
 
 LD2410Frame = LD2410Report | LD2410Command | LD2410Ack
 
@@ -118,6 +127,18 @@ def encode_command(command: int, value: bytes = b"") -> bytes:
     """The bytes that send ``command`` with ``value`` to the radar."""
     body = struct.pack("<H", command) + value
     return CMD_HEAD + struct.pack("<H", len(body)) + body + CMD_TAIL
+
+
+def config_session(*commands: tuple[int, bytes]) -> bytes:
+    """``commands`` wrapped in enable / end configuration, as the radar requires.
+
+    The radar stops reporting while configuration is enabled and answers each command
+    with an :class:`LD2410Ack`; end configuration resumes the reports.
+    """
+    out = encode_command(CMD_ENABLE_CONFIG, b"\x01\x00")
+    for command, value in commands:
+        out += encode_command(command, value)
+    return out + encode_command(CMD_END_CONFIG)
 
 
 def encode_report(report: LD2410Report) -> bytes:

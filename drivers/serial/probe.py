@@ -79,10 +79,7 @@ def _name(proto: str, frames: Sequence[object]) -> str:
 def _useful(proto: str, frames: Sequence[object]) -> int:
     """Frames that identify the device (an RFLink banner counts; a PING echo does not)."""
     if proto == "rflink":
-        return sum(
-            1 for f in frames
-            if isinstance(f, RadioEvent) or (isinstance(f, rflink.RFLinkInfo) and f.seq >= 0)
-        )
+        return sum(1 for f in frames if isinstance(f, RadioEvent | rflink.RFLinkInfo))
     if proto == "ld2410":
         return sum(1 for f in frames if not isinstance(f, ld2410.LD2410Command))
     return len(frames)
@@ -144,6 +141,8 @@ def probe(
         return ProbeResult(url, None, None, "nothing recognised", 0, tuple(attempts))
     count, name, baud, frames = best
     proto = _name(name, frames)
+    firmware = [f.firmware for f in frames if isinstance(f, ld2410.LD2410Ack) and f.firmware]
     samples = tuple(repr(f)[:200] for f in frames[:3])
+    samples += tuple(f"firmware {v}" for v in firmware[:1])
     return ProbeResult(url, proto, baud if is_serial else None, PROTOCOLS[proto].description,
                        count, tuple(attempts), samples)
