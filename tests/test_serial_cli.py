@@ -81,3 +81,19 @@ def test_probe_missing_port_is_a_clear_error(tmp_path: Path) -> None:
 def test_probe_loop_url_with_ask_sees_only_its_own_queries() -> None:
     result = probe("loop://", seconds=0.2, ask=True)
     assert result.protocol is None
+
+
+def test_listen_prints_frames_with_their_pairing_address(device: PtyDevice) -> None:
+    stop = device.stream(b"20;77;EV1527;ID=0f7499;SWITCH=04;CMD=ON;\r\n20;78;garbage\r\n")
+    try:
+        out = run_cli("serial", "listen", str(device.link), "--protocol", "rflink",
+                      "--count", "2", "--seconds", "20")
+    finally:
+        stop.set()
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["frame"] == "RadioEvent"
+    assert lines[0]["address"] == "rflink:ev1527:0f7499:04"
+    assert lines[0]["active"] is True
+    assert lines[1]["frame"] in ("RFLinkInfo", "RadioEvent")
