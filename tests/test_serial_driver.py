@@ -180,6 +180,17 @@ async def test_mr60fda2_fall_over_pty(device: PtyDevice) -> None:
         assert (await run.until(ReadingKind.FALL)).value is False
 
 
+async def test_fall_behind_noise_is_not_held_when_the_radar_goes_quiet(device: PtyDevice) -> None:
+    device.plug()
+    drv = fast(port_sensor("radar-bath", str(device.link), "mr60fda2", SensorKind.RADAR_FALL))
+    async with running(drv) as run:
+        await run.until(ReadingKind.LINK)
+        noise = mr60.encode(0x0A04, bytes(300))[:8]  # a header owing 300 bytes
+        device.write(noise + mr60.encode(mr60.TYPE_FALL, b"\x01"))
+        fall = await run.until(ReadingKind.FALL)
+        assert fall.value is True
+
+
 async def test_mr60bha2_vitals_over_pty(device: PtyDevice) -> None:
     device.plug()
     drv = fast(port_sensor("vitals", str(device.link), "mr60bha2", SensorKind.RADAR_VITALS))

@@ -4,9 +4,11 @@ The port is opened with :func:`serial.serial_for_url`, so a device path (use the
 ``/dev/serial/by-id/...`` name: ``ttyUSB0`` changes with plug order), ``socket://host:port``
 (a remote serial bridge, or rtl_433 piped through ``nc``) and ``loop://`` all work. A
 reader thread does the blocking reads and hands bytes to the event loop through a
-bounded buffer; everything else runs on the loop. When the port fails (unplugged, EIO,
-socket closed) the driver emits a ``link`` reading ``"down"``, retries with exponential
-backoff and jitter, and emits ``"up"`` when the port is back.
+bounded buffer; everything else runs on the loop. (A thread rather than an asyncio
+transport: it works the same for every URL scheme, and ``loop://`` has no descriptor.)
+When the port fails (unplugged, EIO, socket closed) the driver emits a ``link`` reading
+``"down"``, retries with exponential backoff and jitter, and emits ``"up"`` when the port
+is back.
 """
 
 from __future__ import annotations
@@ -246,7 +248,9 @@ class SerialDriver(Driver):
         return Reading.at(self.clock.now(), self.sensor.id, ReadingKind.LINK, value, extra=extra)
 
     def _decode(self, data: bytes) -> list[Reading]:
-        frames = self.framer.feed(data)
+        return self._interpret(self.framer.feed(data))
+
+    def _interpret(self, frames: list[Any]) -> list[Reading]:
         for err in self.framer.pop_errors():
             self.stats.reject(err, self.url)
         out: list[Reading] = []
@@ -311,6 +315,9 @@ class SerialDriver(Driver):
                 self.stats.last_error = f"{inbox.dropped} bytes dropped: the loop fell behind"
             if item:
                 for reading in self._decode(item):
+                    yield reading
+            elif item is None and self.framer.pending:
+                for reading in self._interpret(self.framer.resync()):
                     yield reading
             for reading in self.interpreter.tick(self.clock.now()):
                 yield reading

@@ -93,6 +93,21 @@ class Framer(abc.ABC, Generic[T]):
         """Forget unfinished input (after a reconnect the stream restarts mid-frame)."""
         self._buf.clear()
 
+    def resync(self) -> list[T]:
+        """The line went quiet with a partial frame held: give up on it, look again.
+
+        Noise can look like the start of a long frame (a header whose length field points
+        far ahead); the framer then waits for bytes that a quiet device never sends, and a
+        real frame that came after the noise sits in the buffer. The driver calls this when
+        no bytes came for a while: the held bytes are scanned again from the next byte.
+        """
+        if not self._buf:
+            return []
+        held = bytes(self._buf[1:])
+        self._buf.clear()
+        self.garbage_bytes += 1
+        return self.feed(held)
+
     @abc.abstractmethod
     def _extract(self, buf: bytearray, pos: int) -> tuple[int, T | FrameError | None]:
         """Look at ``buf[pos:]``: return the position after what was consumed and the result.
@@ -155,6 +170,13 @@ class LineFramer(Framer[T]):
         if len(line) > self.max_frame:
             return nl + 1, FrameError("line too long", line[:64], protocol=self.protocol)
         return nl + 1, self.decode_line(line)
+
+    def resync(self) -> list[T]:
+        """A line that stopped before its newline is dropped whole."""
+        self.garbage_bytes += len(self._buf)
+        self._buf.clear()
+        self._discarding = False
+        return []
 
     @abc.abstractmethod
     def decode_line(self, line: bytes) -> T | FrameError | None:
