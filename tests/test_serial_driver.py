@@ -325,6 +325,8 @@ def test_build_drivers_groups_433_sensors_by_receiver() -> None:
     ]
     (only_rflink,) = build_serial_drivers([rx1, b])  # no rtl433 receiver: logged, not fatal
     assert only_rflink.interpreter.by_address == {}  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="unknown serial protocol 'ld2411'; known: ld2410"):
+        build_serial_drivers([port_sensor("r", "/dev/x", "ld2411", SensorKind.RADAR_PRESENCE)])
     with pytest.raises(ConfigError, match="SOURCE:PROTOCOL:ID"):
         build_serial_drivers([rx1, radio("c", "ev1527-01", SensorKind.BUTTON)])
 

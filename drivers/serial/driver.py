@@ -141,7 +141,10 @@ class SerialDriver(Driver):
     ) -> None:
         super().__init__()
         proto = protocol or str(sensor.options.get("protocol", ""))
-        self.spec = spec(proto)
+        try:
+            self.spec = spec(proto)
+        except KeyError as exc:
+            raise ConfigError(f"sensor {sensor.id!r}: {exc.args[0]}", key="protocol") from None
         self.sensor = sensor
         self.url = sensor.address
         self.baud = int(baud or sensor.options.get("baud") or self.spec.baud)
