@@ -43,6 +43,10 @@ def build_drivers(
         from drivers.ble.driver import BleDriver
 
         drivers.append(BleDriver.from_config(cfg, store=store, clock=clock, on_health=on_health))
+    if hardware and any(s.transport in (Transport.SERIAL, Transport.RF433) for s in sensors):
+        from drivers.serial.driver import build_serial_drivers
+
+        drivers.extend(build_serial_drivers(sensors, clock))
     if replay is not None:
         paired = frozenset(s.id for s in cfg.sensors) or None
         drivers.append(
@@ -55,6 +59,7 @@ def build_drivers(
 def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     """Every detector the config enables, in the order they see each reading."""
     from gateway.detect.inactivity import InactivityDetector
+    from gateway.detect.radar import RadarFallDetector
     from gateway.detect.rules import RoutineRules
     from gateway.detect.sensors import SensorEventDetector
     from gateway.detect.supervision import SupervisionDetector
@@ -63,6 +68,7 @@ def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     detectors: list[Detector] = [
         SensorEventDetector(sensors, store),
         SupervisionDetector(sensors, store),
+        RadarFallDetector(sensors, store),
         RoutineRules(cfg, store),
     ]
     if cfg.detection.inactivity.enabled:

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.uplink_cmd",
     "gateway.cli.ble_cmd",
     "gateway.cli.routine_cmd",
+    "gateway.cli.serial_cmd",
 )
 
 
