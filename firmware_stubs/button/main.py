@@ -8,13 +8,13 @@
 # Every advert carries packet id (0x00), battery (0x01) and, for a gesture, the button
 # event (0x3A: press, double press, triple press, long press). Adverts are encrypted with
 # AES-CCM; the counter in the nonce comes from flash (bthome.Counter) so it never repeats.
-import bluetooth
-import machine
 import time
-from micropython import const
 
+import bluetooth
 import bthome
 import inputs
+import machine
+from micropython import const
 
 try:
     import config

@@ -34,7 +34,7 @@ LIB = FIRMWARE_ROOT / "lib"
 TICKS_PERIOD = 1 << 30  # MicroPython's ticks wrap here on most ports
 
 
-class PowerOff(BaseException):  # noqa: N818 - not an error: the emulated power was cut
+class PowerOff(BaseException):
     """Raised out of ``time.sleep_ms`` when the board's run time is over (``run_main``)."""
 
 
@@ -110,10 +110,10 @@ class Board:
 
     def ble_connect(self, mtu: int = 23) -> int:
         """A central connects (and, if ``mtu`` > 23, exchanges the MTU). Returns the handle."""
-        return int(self._ble()._central_connect(mtu))  # noqa: SLF001 - the board plays the central
+        return int(self._ble()._central_connect(mtu))
 
     def ble_disconnect(self) -> None:
-        self._ble()._central_disconnect()  # noqa: SLF001 - the board plays the central
+        self._ble()._central_disconnect()
 
     def emit_advert(self, advert: HostAdvert) -> None:
         self.adverts.append(advert)
@@ -208,7 +208,7 @@ class Board:
         self.modules[name] = module
         try:
             code = compile(path.read_text(), str(path), "exec")
-            exec(code, module.__dict__)  # noqa: S102 - this is the firmware loader
+            exec(code, module.__dict__)
         except BaseException:
             del self.modules[name]
             raise
@@ -237,7 +237,7 @@ class Board:
             raise
 
     def _open(self, path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        return open(self.flash_path(path), mode, *args, **kwargs)  # noqa: SIM115, PTH123 - the firmware's open()
+        return open(self.flash_path(path), mode, *args, **kwargs)
 
     def flash_path(self, path: str) -> Path:
         p = Path(self.flash, str(path).lstrip("/"))

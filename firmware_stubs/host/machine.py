@@ -12,7 +12,7 @@ import struct
 import types
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from .board import Board
@@ -209,7 +209,7 @@ class ADXL345:
     """
 
     ADDRESS = 0x53
-    RATES_HZ = {0x06: 6.25, 0x07: 12.5, 0x08: 25, 0x09: 50, 0x0A: 100, 0x0B: 200}
+    RATES_HZ: ClassVar[dict[int, float]] = {0x06: 6.25, 0x07: 12.5, 0x08: 25, 0x09: 50, 0x0A: 100, 0x0B: 200}
 
     def __init__(self, board: Board, source: Callable[[int], tuple[int, int, int]] | None = None) -> None:
         self.board = board
@@ -300,7 +300,7 @@ def make_module(board: Board) -> types.ModuleType:
             return None
         first = min(due, key=lambda t: (t.due_ms, id(t)))
         assert first.due_ms is not None
-        return first.due_ms, first._fire  # noqa: SLF001 - the board fires its own timers
+        return first.due_ms, first._fire
 
     m.board_pin = board_pin  # type: ignore[attr-defined]
     m.pins = pins  # type: ignore[attr-defined]
@@ -321,7 +321,10 @@ def _reset() -> None:
     raise SystemExit("machine.reset()")
 
 
-def samples(values: list[tuple[int, int, int]], rest: tuple[int, int, int] = (0, 0, 256)) -> Callable[[int], tuple[int, int, int]]:
+Sample = tuple[int, int, int]
+
+
+def samples(values: list[Sample], rest: Sample = (0, 0, 256)) -> Callable[[int], Sample]:
     """An ADXL345 source replaying ``values`` then holding ``rest``."""
 
     def source(i: int) -> tuple[int, int, int]:

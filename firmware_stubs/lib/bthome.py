@@ -147,7 +147,7 @@ class Counter:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(value))
-        try:
+        try:  # noqa: SIM105 - MicroPython has no contextlib
             os.remove(self.path)
         except OSError:
             pass
