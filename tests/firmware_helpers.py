@@ -23,7 +23,7 @@ def board(flash: Path, mac: str, config: str = "", battery_uv: int = 1_600_000) 
     b = Board(flash, mac=mac)
     if config:
         (b.flash / "config.py").write_text(config)
-    b.set_adc_uv(2, battery_uv)  # 1.6 V at the divider: 3.2 V, 60 % between 2.9 and 3.4 V
+    b.set_adc_uv(4, battery_uv)  # 1.6 V at the divider: 3.2 V, 60 % between 2.9 and 3.4 V
     return b
 
 

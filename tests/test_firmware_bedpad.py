@@ -115,16 +115,16 @@ def test_pad_over_a_real_pty(tmp_path: Path, pty_pair: tuple[int, str]) -> None:
     b = Board(tmp_path / "flash", mac="A4:C1:38:F0:00:03")
     (b.flash / "config.py").write_text("INTERVAL_S = 10\n")
     b.attach_uart(1, master)
-    b.set_adc_uv(2, uv(5000))  # empty bed: the 1 MOhm across the mat
+    b.set_adc_uv(4, uv(5000))  # empty bed: the 1 MOhm across the mat
     app = b.load("bedpad").App()
     b.run(app, 2000)
-    b.set_adc_uv(2, uv(36000))  # someone lies down
+    b.set_adc_uv(4, uv(36000))  # someone lies down
     b.run(app, 2000)
-    b.set_adc_uv(2, uv(17000))  # turning over: inside the hysteresis band, still in bed
+    b.set_adc_uv(4, uv(17000))  # turning over: inside the hysteresis band, still in bed
     b.run(app, 2000)
-    b.set_adc_uv(2, uv(0))  # the mat's plug is pulled
+    b.set_adc_uv(4, uv(0))  # the mat's plug is pulled
     b.run(app, 2000)
-    b.set_adc_uv(2, uv(4000))  # plugged in again, bed empty
+    b.set_adc_uv(4, uv(4000))  # plugged in again, bed empty
     b.run(app, 11_000)  # and a periodic status after INTERVAL_S
     sent = bytes(b.machine.uart_log[1])
     with port:

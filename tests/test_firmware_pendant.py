@@ -57,7 +57,7 @@ MOTION = [(i % 97 - 48, (i * 7) % 301 - 150, 256 - i % 13) for i in range(400)]
 
 def pendant(tmp_path: Path) -> tuple[Board, object]:
     b = Board(tmp_path / "flash", mac="A4:C1:38:F0:00:04")
-    b.set_adc_uv(2, 1_900_000)  # 3.8 V Li-ion through the 1:2 divider
+    b.set_adc_uv(4, 1_900_000)  # 3.8 V Li-ion through the 1:2 divider
     b.add_adxl345(samples(MOTION))
     app = b.load("pendant").App()
     return b, app

@@ -1,7 +1,7 @@
 # Anxin bed pad: a pressure mat on an ADC, reported in the bed-pad serial protocol.
 #
 # Board: Seeed Studio XIAO ESP32C3, USB powered. Wiring (see README.md): the mat (a
-# resistive pressure mat / FSR strip) from 3V3 to A0 (GPIO2), 10 kOhm from A0 to GND, and
+# resistive pressure mat / FSR strip) from 3V3 to A2 (GPIO4), 10 kOhm from A2 to GND, and
 # 1 MOhm across the mat's connector so an empty bed still reads a little above zero while
 # an unplugged mat reads zero (open circuit). UART1 TX on D6 (GPIO21) to the gateway's RX,
 # 9600 8N1, 3.3 V levels.
@@ -25,7 +25,7 @@ try:
 except ImportError:
     config = None
 
-MAT_PIN = const(2)
+MAT_PIN = const(4)
 UART_ID = const(1)
 TX_PIN = const(21)
 RX_PIN = const(20)

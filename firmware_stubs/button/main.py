@@ -1,7 +1,7 @@
 # Anxin emergency button: BTHome v2, encrypted, on a Seeed Studio XIAO ESP32C3.
 #
 # Wiring (see README.md): push button between D1 (GPIO3) and GND, internal pull-up;
-# battery through a 1:2 divider (2 x 1 MOhm, 100 nF) to A0 (GPIO2).
+# battery through a 1:2 divider (2 x 1 MOhm, 100 nF) to A2 (GPIO4).
 # On flash: main.py (this file), lib/bthome.py, lib/inputs.py, config.py with
 #   KEY = "<32 hex digits>"   # the bind key also written to the gateway's secrets file
 #
@@ -22,7 +22,7 @@ except ImportError:
     config = None
 
 BUTTON_PIN = const(3)
-BATTERY_PIN = const(2)
+BATTERY_PIN = const(4)
 POLL_MS = const(10)  # sampling while a press is in progress
 IDLE_MS = const(100)  # otherwise; the pin IRQ cuts the wait short on a board (lightsleep)
 ADV_INTERVAL_US = const(30_000)  # 30 ms: fast, so a scanner catches the event at once

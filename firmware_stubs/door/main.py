@@ -3,7 +3,7 @@
 # Wiring (see README.md): normally-open reed switch between D1 (GPIO3) and GND, internal
 # pull-up; the magnet on the door closes the reed, so the pin reads 0 with the door shut
 # and 1 (open) when the magnet moves away -- a cut wire also reads "open", the safe side.
-# Battery through a 1:2 divider to A0 (GPIO2).
+# Battery through a 1:2 divider to A2 (GPIO4).
 # config.py (optional): KEY = "<32 hex digits>" to encrypt; without it adverts are plain.
 #
 # An advert on every debounced change (trigger based) and a heartbeat with the current
@@ -22,7 +22,7 @@ except ImportError:
     config = None
 
 REED_PIN = const(3)
-BATTERY_PIN = const(2)
+BATTERY_PIN = const(4)
 POLL_MS = const(10)
 IDLE_MS = const(200)
 ADV_INTERVAL_US = const(50_000)

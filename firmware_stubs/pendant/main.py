@@ -2,7 +2,7 @@
 #
 # Board: Seeed Studio XIAO ESP32C3 with an ADXL345 breakout on I2C (SDA D4/GPIO6,
 # SCL D5/GPIO7, 400 kHz, address 0x53 with SDO to GND), the "I'm OK" button between
-# D1 (GPIO3) and GND, battery through a 1:2 divider to A0 (GPIO2). See README.md.
+# D1 (GPIO3) and GND, battery through a 1:2 divider to A2 (GPIO4). See README.md.
 #
 # Frame (the gateway's docs/pendant-protocol.md, version 1), little endian:
 #   A5 | 01 | seq u16 | n u8 | scale_ug u16 | n x (x, y, z int16) | CRC-8 (poly 0x07, init 0)
@@ -24,7 +24,7 @@ except ImportError:
 SDA_PIN = const(6)
 SCL_PIN = const(7)
 BUTTON_PIN = const(3)
-BATTERY_PIN = const(2)
+BATTERY_PIN = const(4)
 ADXL = const(0x53)
 REG_DEVID = const(0x00)
 REG_BW_RATE = const(0x2C)
