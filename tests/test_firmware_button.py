@@ -11,11 +11,14 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from firmware_helpers import BUTTON, BUTTON_MAC, KEY_HEX, advert, ble_driver, board
+from firmware_helpers import BUTTON, BUTTON_MAC, DOOR_MAC, KEY_HEX, advert, ble_driver, board
 
 from drivers.ble.driver import counter_name
 from drivers.ble.protocol import BTHOME_UUID, decode
 from firmware_stubs.host import Board, HostAdvert
+from gateway.assemble import build_detectors, build_drivers
+from gateway.clock import Clock
+from gateway.config import load
 from gateway.detect.sensors import SensorEventDetector
 from gateway.model import AlertType, ReadingKind
 from gateway.store import Store
@@ -139,3 +142,74 @@ async def test_counter_survives_reboot_and_old_advert_is_a_replay(tmp_path: Path
         drv = ble_driver([BUTTON], s)
         assert await drv.process(advert(before[-1])) == []
         assert drv.counters.reasons == {"replayed_counter": 1}
+
+
+GATEWAY_TOML = """
+secrets_file = "secrets.toml"
+
+[gateway]
+id = "gw-fw"
+home = "home-fw"
+
+[[rooms]]
+id = "bedroom"
+kind = "bedroom"
+
+[[rooms]]
+id = "hall"
+kind = "entrance"
+
+[[sensors]]
+id = "button-bedside"
+kind = "button"
+transport = "ble"
+address = "{button}"
+room = "bedroom"
+key = "button-bedside"
+expected_interval_s = 1800
+
+[[sensors]]
+id = "door-front"
+kind = "door"
+transport = "ble"
+address = "{door}"
+room = "hall"
+expected_interval_s = 900
+"""
+
+
+async def test_button_and_door_through_the_configured_gateway(tmp_path: Path, store: Store) -> None:
+    """Bind key from the secrets file, drivers and detectors as `anxin run` assembles them."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "gateway.toml").write_text(GATEWAY_TOML.format(button=BUTTON_MAC, door=DOOR_MAC))
+    (conf / "secrets.toml").write_text(f'[keys]\nbutton-bedside = "{KEY_HEX}"\n')
+    (conf / "secrets.toml").chmod(0o600)
+    cfg = load(conf / "gateway.toml")
+    clock = Clock(assume_synced=True)
+    (drv,) = build_drivers(cfg, store, clock)  # the BLE driver; not opened: no adapter here
+    detectors = build_detectors(cfg, store, clock)
+
+    button, app = start(tmp_path / "button", lambda a: drv.on_advertisement(advert(a)))
+    door = board(tmp_path / "door", DOOR_MAC)
+    door.on_advert.append(lambda a: drv.on_advertisement(advert(a)))
+    door.pin(3).drive(0)
+    door_app = door.load("door").App()
+    door.run(door_app, 300)
+    press(button, app, hold_ms=1000)  # a long press
+    door.pin(3).release()
+    door.run(door_app, 300)
+
+    readings = []
+    async with asyncio.timeout(5):
+        it = aiter(drv.readings())
+        while len(readings) < 7:
+            readings.append(await anext(it))
+        await it.aclose()
+    got = {(r.sensor_id, r.kind, r.value) for r in readings}
+    assert ("button-bedside", ReadingKind.BUTTON, "long_press") in got
+    assert ("door-front", ReadingKind.CONTACT, True) in got
+    alerts = [a for r in readings for d in detectors for a in d.feed(r)]
+    assert [(a.type, a.sensor_id, a.evidence["gesture"]) for a in alerts] == [
+        (AlertType.EMERGENCY_BUTTON, "button-bedside", "long_press")
+    ]
