@@ -66,6 +66,7 @@ class Board:
         self.time = _make_time(self)
         self.os = _make_os(self)
         self.modules: dict[str, types.ModuleType] = {}
+        self._device_dir: Path | None = None
         self.adverts: list[HostAdvert] = []
         self.notifications: list[Notification] = []
         self.on_advert: list[Callable[[HostAdvert], None]] = []
@@ -190,10 +191,10 @@ class Board:
     def _import(self, name: str) -> types.ModuleType:
         if name in self.modules:
             return self.modules[name]
-        for folder in (self.flash, getattr(self, "_device_dir", None), LIB):
+        for folder in (self.flash, self._device_dir, LIB):
             if folder is None:
                 continue
-            path = Path(folder) / f"{name}.py"
+            path = folder / f"{name}.py"
             if path.is_file():
                 return self._exec(name, path)
         raise ImportError(f"no module named {name!r} on the board")

@@ -11,7 +11,7 @@ import os
 import struct
 import types
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -332,6 +332,3 @@ def samples(values: list[Sample], rest: Sample = (0, 0, 256)) -> Callable[[int],
 
     return source
 
-
-def iter_source(it: Iterator[tuple[int, int, int]]) -> Callable[[int], tuple[int, int, int]]:
-    return lambda i: next(it)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -12,7 +13,8 @@ def const(value: T) -> T:
     return value
 
 
-def schedule(func, arg) -> None:  # type: ignore[no-untyped-def]
+def schedule(func: Callable[[T], object], arg: T) -> None:
+    """On a board this runs ``func`` soon, outside the IRQ; here at once."""
     func(arg)
 
 
