@@ -1,9 +1,10 @@
 """The bed pad firmware writes the bed-pad serial protocol to a real pseudo-terminal.
 
-The gateway's parser (``drivers.serial.bedpad``) is built on another branch. Where it is
-importable the bytes go through its framer; otherwise through ``reference_frames`` below,
-written from the layout that module documents (A5 5A | len | type | seq | payload |
-CRC-16/CCITT-FALSE big endian), and pinned by vectors made with that module's encoder.
+The gateway's parser (``drivers.serial.bedpad``, docs/bedpad-protocol.md) is built on
+another branch. Where it is importable the bytes go through its framer; otherwise through
+``reference_frames`` below, written from that document (A5 5A | len | type | seq | payload
+| CRC-16/CCITT-FALSE big endian), and pinned by the document's examples and vectors made
+with that module's encoder.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ VECTORS = {
     "status seq 7, in bed, pressure 40000": bytes.fromhex("a55a06010701409c004400"),
     "hello seq 0, v1.0, serial a1b2c3d4, 30 s": bytes.fromhex("a55a0902000100d4c3b2a11e6182"),
     "fault seq 9, open circuit": bytes.fromhex("a55a03030901ecf5"),
+}
+# docs/bedpad-protocol.md, "Examples".
+DOC_EXAMPLES = {
+    "status seq 7, in bed, pressure 1234": bytes.fromhex("A5 5A 06 01 07 01 D2 04 00 C3 1B"),
+    "status seq 8, out of bed, pressure 12, battery low": bytes.fromhex("A5 5A 06 01 08 00 0C 00 01 72 26"),
+    "hello seq 0, 1.2, serial 00C0FFEE, 5 s": bytes.fromhex("A5 5A 09 02 00 01 02 EE FF C0 00 05 F8 24"),
 }
 
 
@@ -103,7 +110,12 @@ def test_firmware_encoder_matches_the_gateway_vectors(tmp_path: Path) -> None:
     assert fw.status_frame(7, fw.IN, 40000) == VECTORS["status seq 7, in bed, pressure 40000"]
     assert fw.hello_frame(0, 0xA1B2C3D4, 30) == VECTORS["hello seq 0, v1.0, serial a1b2c3d4, 30 s"]
     assert fw.fault_frame(9, fw.FAULT_OPEN) == VECTORS["fault seq 9, open circuit"]
-    for raw in VECTORS.values():
+    assert fw.status_frame(7, fw.IN, 1234) == DOC_EXAMPLES["status seq 7, in bed, pressure 1234"]
+    assert fw.status_frame(8, fw.OUT, 12, fw.FLAG_BATTERY_LOW) == (
+        DOC_EXAMPLES["status seq 8, out of bed, pressure 12, battery low"]
+    )
+    assert fw.hello_frame(0, 0x00C0FFEE, 5, 1, 2) == DOC_EXAMPLES["hello seq 0, 1.2, serial 00C0FFEE, 5 s"]
+    for raw in [*VECTORS.values(), *DOC_EXAMPLES.values()]:
         assert len(parse(raw)) == 1
 
 
@@ -134,14 +146,14 @@ def test_pad_over_a_real_pty(tmp_path: Path, pty_pair: tuple[int, str]) -> None:
     frames = parse(got)
     assert [seq for _, seq, _ in frames] == list(range(len(frames)))
     assert frames[0] == ("hello", 0, (1, 0, 0x38F00003, 10))
-    summary = [(kind, fields[0]) for kind, _, fields in frames[1:]]
+    summary = [(kind, fields[0], fields[-1]) for kind, _, fields in frames[1:]]
     assert summary == [
-        ("status", 0),  # out of bed at power-up
-        ("status", 1),  # in bed once the median of 5 samples crossed ON_LEVEL
-        ("fault", 1),  # open circuit
-        ("status", 2),  # state unknown while the mat is cut
-        ("status", 0),  # back, empty bed
-        ("status", 0),  # the periodic report
+        ("status", 0, 0),  # out of bed at power-up
+        ("status", 1, 0),  # in bed once the median of 5 samples crossed ON_LEVEL
+        ("fault", 1, 1),  # open circuit
+        ("status", 2, 2),  # state unknown, tamper flag: the mat's cable is out
+        ("status", 0, 0),  # back, empty bed
+        ("status", 0, 0),  # the periodic report
     ]
     pressures = [fields[1] for kind, _, fields in frames if kind == "status"]
     assert pressures[1] == 36000

@@ -6,11 +6,12 @@
 # an unplugged mat reads zero (open circuit). UART1 TX on D6 (GPIO21) to the gateway's RX,
 # 9600 8N1, 3.3 V levels.
 #
-# Frame (the gateway's drivers/serial/bedpad.py):
+# Frame (docs/bedpad-protocol.md and drivers/serial/bedpad.py of the gateway, version 1):
 #   A5 5A | len | type | seq | payload[len-2] | CRC-16/CCITT-FALSE (big endian)
 # len counts type, seq and payload; the CRC covers len, type, seq and payload.
 #   HELLO  0x02: major u8, minor u8, serial u32 LE, interval_s u8 -- once at power-up
 #   STATUS 0x01: state u8 (0 out, 1 in, 2 unknown), pressure u16 LE, flags u8
+#                (bit 0 battery low, bit 1 tamper: the mat cable unplugged or cut)
 #   FAULT  0x03: code u8 (1 open circuit, 2 short circuit, 3 calibration)
 # The pad reports its raw state on every change and every INTERVAL_S; the gateway
 # debounces (someone turning over is not a bed exit), so the pad only applies hysteresis.
@@ -71,8 +72,8 @@ def status_frame(seq, state, pressure, flags=0):
     return encode(TYPE_STATUS, seq, struct.pack("<BHB", state, pressure, flags))
 
 
-def hello_frame(seq, serial, interval_s):
-    return encode(TYPE_HELLO, seq, struct.pack("<BBIB", FW_MAJOR, FW_MINOR, serial, interval_s))
+def hello_frame(seq, serial, interval_s, major=FW_MAJOR, minor=FW_MINOR):
+    return encode(TYPE_HELLO, seq, struct.pack("<BBIB", major, minor, serial, interval_s))
 
 
 def fault_frame(seq, code):
@@ -106,7 +107,7 @@ class Mat:
 
 class App:
     def __init__(self):
-        self.interval_s = int(_cfg("INTERVAL_S", 30))
+        self.interval_s = int(_cfg("INTERVAL_S", 5))
         self.uart = machine.UART(UART_ID, baudrate=BAUD, tx=machine.Pin(TX_PIN), rx=machine.Pin(RX_PIN))
         self.adc = machine.ADC(machine.Pin(MAT_PIN), atten=machine.ADC.ATTN_11DB)
         self.mat = Mat(
@@ -138,7 +139,8 @@ class App:
         if (state, fault) != self.reported or due:
             if fault:
                 self.send(fault_frame(self.seq, fault))
-            self.send(status_frame(self.seq, state, pressure))
+            # An open circuit is the mat's plug pulled or its cable cut: the tamper flag.
+            self.send(status_frame(self.seq, state, pressure, FLAG_TAMPER if fault == FAULT_OPEN else 0))
             self.reported = (state, fault)
             self.next_report = time.ticks_add(now, self.interval_s * 1000)
         time.sleep_ms(SAMPLE_MS)
