@@ -111,3 +111,28 @@ def test_im_ok_button_battery_and_reconnect(tmp_path: Path) -> None:
     seen = len(b.notifications)
     b.run(app, 1000)
     assert len(b.notifications) == seen
+
+
+@pytest.mark.data
+def test_sisfall_fall_replayed_through_the_pendant(tmp_path: Path, shared_data: Path) -> None:
+    """A SisFall fall (waist ADXL345, same part and scale) through the firmware, unchanged.
+
+    SisFall is 200 Hz raw counts at 1/256 g, the pendant's full-resolution scale; every
+    fourth sample is what the part would give at 50 Hz. Rigs replay falls this way.
+    """
+    import numpy as np
+
+    data = np.load(shared_data / "sisfall" / "sisfall_adxl345_200hz.npz")
+    i = next(k for k, f in enumerate(data["files"]) if str(f).startswith("SA01/F01_"))
+    acc = data["acc"][data["offsets"][i]:data["offsets"][i + 1]][::4]
+    fall = [tuple(int(v) for v in row) for row in acc]
+    b = Board(tmp_path / "flash", mac="A4:C1:38:F0:00:05")
+    b.set_adc_uv(4, 1_900_000)
+    b.add_adxl345(samples(fall))
+    app = b.load("pendant").App()
+    b.ble_connect(mtu=247)
+    b.run(app, len(fall) * 20 + 500)
+    got = [s for n in b.notifications if n.uuid == ACCEL for s in parse(n.data)[2]]
+    assert got[: len(fall)] == fall
+    peak_g = max((x * x + y * y + z * z) ** 0.5 for x, y, z in got) / 256
+    assert peak_g > 2.0  # the impact is in the stream
