@@ -591,3 +591,17 @@ def test_profile_room_dwell_scales_the_hour_limit() -> None:
     assert living.minutes <= 2.0 * plain.minutes + 1e-6
     # a room never seen: the hour's limit
     assert prof.limit(HOME, 14, "attic").minutes == plain.minutes
+
+
+def test_not_up_skipped_on_a_day_the_gateway_did_not_watch_the_morning() -> None:
+    # Installed (or restarted) at 21:00, long after the not-up time; the first thing it hears
+    # is the bed pad. It never saw the morning, so it must not claim they did not get up.
+    _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    start = T0 + timedelta(hours=21)
+    run.feed([rd(start, "bed", False)])
+    assert run.until(start + timedelta(minutes=30)) == []
+    run.feed([rd(start + timedelta(minutes=40), "bed", True)])
+    assert run.until(start + timedelta(hours=2)) == []
+    # the next morning it has watched: a missed getting-up is reported as usual
+    got = run.until(T0 + timedelta(days=1, hours=9, minutes=1))
+    assert types(got) == [AlertType.NOT_UP]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from gateway.clock import Stamp
@@ -93,6 +94,10 @@ class RoutineRules:
         self._persisted_t = 0.0
         self._dirty = False
         self.last_nonbed_t = 0.0
+        # Stream time of the first tick since this process started. A rule that has not
+        # watched the morning cannot say the person did not get up: a gateway (re)started
+        # after the not-up time skips that day's check instead of alarming at once.
+        self.watching_since: float | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -243,6 +248,8 @@ class RoutineRules:
     def tick(self, now: Stamp) -> Sequence[Alert]:
         out: list[Alert] = []
         t = now.wall.timestamp()
+        if self.watching_since is None:
+            self.watching_since = t
         last = self.tracker.last
         changed = False
         important = False
@@ -282,7 +289,9 @@ class RoutineRules:
             day = local.date().isoformat()
             due_m, source = self.not_up_time_min()
             m = local.hour * 60 + local.minute
-            if m >= due_m and day not in (self.up_day, self.fired_not_up):
+            midnight = datetime.combine(local.date(), dtime(0), tzinfo=self.tz)
+            watched = self.watching_since <= (midnight + timedelta(minutes=due_m)).timestamp()
+            if m >= due_m and watched and day not in (self.up_day, self.fired_not_up):
                 self.fired_not_up = day
                 important = True
                 if last.state != AWAY:
