@@ -16,6 +16,7 @@ from gateway.errors import AnxinError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.config_cmd",
+    "gateway.cli.fall_cmd",
 )
 
 
