@@ -111,3 +111,8 @@ def test_decoder_never_raises_on_junk(junk: bytes) -> None:
     out = dec.feed(junk)
     out += dec.feed(encode_frame(7, SAMPLES))
     assert all(isinstance(x, AccelFrame | FrameError) for x in out)
+
+
+def test_documented_example_frame() -> None:
+    raw = bytes.fromhex("a5 01 01 02 01 42 0f 00 00 00 01 00 00 46")
+    assert parse_frame(raw) == AccelFrame(513, 3906, ((0, 256, 0),))

@@ -82,7 +82,7 @@ def stream_windows(rec: np.ndarray) -> np.ndarray:
     return np.stack([rec[s : s + WINDOW] for s in starts])
 
 
-def build_model():  # type: ignore[no-untyped-def]
+def build_model(dropout: float = 0.0):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     inp = tf.keras.Input((WINDOW, CHANNELS), name="features")
@@ -92,6 +92,8 @@ def build_model():  # type: ignore[no-untyped-def]
     x = tf.keras.layers.MaxPooling1D(2)(x)
     x = tf.keras.layers.Conv1D(32, 5, activation="relu")(x)
     x = tf.keras.layers.GlobalMaxPooling1D()(x)
+    if dropout:
+        x = tf.keras.layers.Dropout(dropout)(x)
     x = tf.keras.layers.Dense(16, activation="relu")(x)
     out = tf.keras.layers.Dense(1, activation="sigmoid", name="fall")(x)
     model = tf.keras.Model(inp, out)
@@ -103,17 +105,17 @@ def build_model():  # type: ignore[no-untyped-def]
     return model
 
 
-def fit(x: np.ndarray, y: np.ndarray, epochs: int, seed: int):  # type: ignore[no-untyped-def]
+def fit(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, seed: int):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    model = build_model()
+    model = build_model(args.dropout)
     pos = max(1, int(y.sum()))
     neg = max(1, len(y) - pos)
     # Negatives weigh more than their share: a false alarm an hour is what makes people
     # take the pendant off, and the confirmation stage cannot rescue a missed impact.
-    weights = {0: 2.0 * len(y) / (2 * neg), 1: len(y) / (2 * pos)}
-    model.fit(x, y, epochs=epochs, batch_size=256, class_weight=weights, verbose=2, shuffle=True)
+    weights = {0: args.neg_weight * len(y) / (2 * neg), 1: len(y) / (2 * pos)}
+    model.fit(x, y, epochs=args.epochs, batch_size=256, class_weight=weights, verbose=2, shuffle=True)
     return model
 
 
@@ -176,6 +178,15 @@ def dataset(recs, rows, keep):  # type: ignore[no-untyped-def]
     return batch_features(np.stack(wins)), np.asarray(labels, np.float32)
 
 
+def shift_operating_point(model, threshold: float) -> None:  # type: ignore[no-untyped-def]
+    """Move the output bias so that the exported score crosses 0.5 where the trained one
+    crosses ``threshold``: the gateway's default threshold (0.5) is then the operating point
+    chosen in cross-validation, and the config need not know about model versions."""
+    dense = model.get_layer("fall")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, bias - np.log(threshold / (1 - threshold))])
+
+
 def export(model, out: Path) -> str:  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
@@ -192,6 +203,11 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sisfall")
     ap.add_argument("--folds", type=int, default=5, help="subject folds for CV; 0 skips CV")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--neg-weight", type=float, default=2.0,
+                    help="weight of daily-activity windows relative to a balanced split")
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout before the dense layer")
+    ap.add_argument("--operating-point", type=float, default=0.5,
+                    help="raw score that becomes 0.5 in the exported model (see card)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow threads (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "fall_detector.tflite")
     ap.add_argument("--report", type=Path, default=HERE / "cv_report.json")
@@ -206,8 +222,12 @@ def main() -> int:
     recs, rows = load(args.data)
     print(f"loaded {len(recs)} recordings in {time.time() - t0:.0f}s", flush=True)
     subjects = sorted({r["subject"] for r in rows})
-    report: dict[str, object] = {"version": VERSION, "seed": SEED, "epochs": args.epochs}
-    thresholds = (0.3, 0.5, 0.7, 0.9)
+    report: dict[str, object] = {
+        "version": VERSION, "seed": SEED, "epochs": args.epochs, "neg_weight": args.neg_weight,
+        "dropout": args.dropout, "operating_point": args.operating_point,
+        "command": " ".join(sys.argv),
+    }
+    thresholds = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
     if args.folds:
         folds = subject_folds(subjects, args.folds)
         report["folds"] = folds
@@ -216,13 +236,14 @@ def main() -> int:
         for k, held in enumerate(folds):
             x, y = dataset(recs, rows, lambda r, h=held: r["subject"] not in h)
             print(f"fold {k}: held out {held}; {len(y)} windows, {int(y.sum())} fall", flush=True)
-            model = fit(x, y, args.epochs, SEED + k)
+            model = fit(x, y, args, SEED + k)
             idx = [i for i, r in enumerate(rows) if r["subject"] in held]
             for name, rot in (("upright", False), ("rotated", True)):
                 sc = score_recordings(model, [recs[i] for i in idx], rot, rng)
                 for i, s in zip(idx, sc, strict=True):
                     all_scores[name][i] = s
-            m = metrics([all_scores["upright"][i] for i in idx], [rows[i] for i in idx], 0.5)
+            m = metrics([all_scores["upright"][i] for i in idx], [rows[i] for i in idx],
+                        args.operating_point)
             print(f"fold {k}: {m} ({time.time() - t0:.0f}s)", flush=True)
         cv: dict[str, object] = {}
         for name, sc in all_scores.items():
@@ -230,21 +251,23 @@ def main() -> int:
         misses = [
             rows[i]["file"]
             for i in range(len(rows))
-            if rows[i]["is_fall"] == "1" and count_candidates(all_scores["upright"][i], 0.5) == 0
+            if rows[i]["is_fall"] == "1" and count_candidates(all_scores["upright"][i], args.operating_point) == 0
         ]
         alarms = [
             rows[i]["file"]
             for i in range(len(rows))
-            if rows[i]["is_fall"] == "0" and count_candidates(all_scores["upright"][i], 0.5) > 0
+            if rows[i]["is_fall"] == "0" and count_candidates(all_scores["upright"][i], args.operating_point) > 0
         ]
-        cv["missed_falls_at_0.5"] = misses
-        cv["adl_with_alarm_at_0.5"] = alarms
+        cv["missed_falls_at_operating_point"] = misses
+        cv["adl_with_alarm_at_operating_point"] = alarms
         report["cv"] = cv
         print(json.dumps(cv, indent=1), flush=True)
     x, y = dataset(recs, rows, lambda r: True)
     print(f"final model: {len(y)} windows, {int(y.sum())} fall", flush=True)
-    model = fit(x, y, args.epochs, SEED)
+    model = fit(x, y, args, SEED)
     report["params"] = int(model.count_params())
+    if args.operating_point != 0.5:
+        shift_operating_point(model, args.operating_point)
     report["sha256"] = export(model, args.out)
     report["seconds"] = round(time.time() - t0)
     args.report.write_text(json.dumps(report, indent=1) + "\n")
