@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config import FallConfig  # noqa: E402 - after sys.path
-from gateway.detect.fall import FallDetector, FallModel  # noqa: E402
-from gateway.detect.fall_features import CHANNELS, WINDOW, window_features  # noqa: E402
-from gateway.model import Reading, ReadingKind  # noqa: E402
+from gateway.config import FallConfig
+from gateway.detect.fall import FallDetector, FallModel
+from gateway.detect.fall_features import CHANNELS, WINDOW, window_features
+from gateway.model import Reading, ReadingKind
 
 
 def stream(minutes: float, rng: np.random.Generator) -> np.ndarray:
@@ -68,8 +68,13 @@ def main() -> int:
     t0w = datetime(2026, 1, 1, tzinfo=UTC)
     readings = [
         Reading(
-            sensor_id="p", kind=ReadingKind.ACCEL, value=None, ts=t0w + timedelta(seconds=k / 50),
-            monotonic_s=k / 50, boot_id="b", clock_synced=True,
+            sensor_id="p",
+            kind=ReadingKind.ACCEL,
+            value=None,
+            ts=t0w + timedelta(seconds=k / 50),
+            monotonic_s=k / 50,
+            boot_id="b",
+            clock_synced=True,
             extra={"samples_g": x[k : k + 10].tolist()},
         )
         for k in range(0, len(x), 10)
@@ -89,8 +94,9 @@ def main() -> int:
         "us_per_window": round(cpu / stage.windows * 1e6, 1),
         "baseline_us_per_window": round(float(np.mean(base_lat)) * 1e6, 1),
         "pipeline_cpu_percent": round(cpu / stream_s * 100, 4),
-        "invoke_only_cpu_percent": round(float(np.sum(base_lat)) / args.baseline_n
-                                         * stage.windows / stream_s * 100, 4),
+        "invoke_only_cpu_percent": round(
+            float(np.sum(base_lat)) / args.baseline_n * stage.windows / stream_s * 100, 4
+        ),
         "ratio_pipeline_to_invoke": round(cpu / stage.windows / float(np.mean(base_lat)), 2),
         "baseline_p50_us": round(pct(base_lat, 50), 1),
         "baseline_p99_us": round(pct(base_lat, 99), 1),

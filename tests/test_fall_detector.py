@@ -111,7 +111,8 @@ def test_fall_then_lying_still_confirms_once(store: Store) -> None:
     assert len(s.alerts) == 1
     a = s.alerts[0]
     assert a.type is AlertType.FALL
-    assert a.sensor_id == PENDANT.id and a.room == "bedroom"
+    assert a.sensor_id == PENDANT.id
+    assert a.room == "bedroom"
     assert a.evidence["confirmed"] is True
     assert a.evidence["still_s"] >= 10
     raised_after = (a.ts - T0).total_seconds() - impact_t
@@ -141,10 +142,12 @@ def test_im_ok_inside_the_window_cancels_and_is_recorded(store: Store) -> None:
     s.send(lying(5, rng))
     s.cancel()
     after = store.alert(alert.id)
-    assert after is not None and after.state is AlertState.CANCELLED
+    assert after is not None
+    assert after.state is AlertState.CANCELLED
     states = [(st, note) for st, _, note in store.alert_history(alert.id)]
     assert states[0][0] is AlertState.RAISED
-    assert states[-1][0] is AlertState.CANCELLED and "I'm OK" in (states[-1][1] or "")
+    assert states[-1][0] is AlertState.CANCELLED
+    assert "I'm OK" in (states[-1][1] or "")
     assert not s.det.open
 
 
@@ -158,7 +161,8 @@ def test_im_ok_after_the_window_leaves_the_alert_open(store: Store) -> None:
     s.send(lying(31, rng))
     s.cancel()
     after = store.alert(alert.id)
-    assert after is not None and after.state is AlertState.RAISED
+    assert after is not None
+    assert after.state is AlertState.RAISED
 
 
 def test_tick_closes_the_cancel_window(store: Store) -> None:
@@ -170,7 +174,8 @@ def test_tick_closes_the_cancel_window(store: Store) -> None:
     store.commit_alert(alert)
     assert det.open
     det.tick(Stamp(alert.ts + timedelta(seconds=31), 5000.0, "boot", True))
-    assert not det.open and store.learned("fall.open") == {}
+    assert not det.open
+    assert store.learned("fall.open") == {}
 
 
 def test_cancel_window_survives_a_restart(store: Store) -> None:
@@ -183,7 +188,8 @@ def test_cancel_window_survives_a_restart(store: Store) -> None:
     s2.t = s.t + 3
     s2.cancel()
     after = store.alert(alert.id)
-    assert after is not None and after.state is AlertState.CANCELLED
+    assert after is not None
+    assert after.state is AlertState.CANCELLED
 
 
 def test_im_ok_before_confirmation_drops_the_candidate(store: Store) -> None:
@@ -207,7 +213,8 @@ def test_silent_pendant_after_impact_raises_unconfirmed(store: Store) -> None:
     assert not det.tick(s.stamp())
     later = Stamp(T0 + timedelta(seconds=s.t + 41), 1000.0 + s.t + 41, "boot", True)
     (alert,) = det.tick(later)
-    assert alert.type is AlertType.FALL and alert.evidence["confirmed"] is False
+    assert alert.type is AlertType.FALL
+    assert alert.evidence["confirmed"] is False
     assert not det.tick(later), "raised once"
 
 
@@ -252,7 +259,8 @@ def test_disabled_detector_ignores_everything(store: Store) -> None:
     rng = np.random.default_rng(12)
     s = Stream(detector(store, FallConfig(enabled=False)))
     fall_stream(s, rng, 30)
-    assert not s.alerts and not s.det.candidates
+    assert not s.alerts
+    assert not s.det.candidates
 
 
 @pytest.mark.parametrize("kind", [ReadingKind.BATTERY, ReadingKind.MOTION])

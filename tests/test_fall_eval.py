@@ -56,7 +56,7 @@ def test_orientation_does_not_matter(shared_data: Path, orientation: str) -> Non
     assert summary["orientation"] == orientation
 
     def strip(lines: list[str]) -> list[tuple[str, ...]]:
-        return [tuple(ln.split()[:3]) + (ln.split()[-1],) for ln in lines]
+        return [(*ln.split()[:3], ln.split()[-1]) for ln in lines]
 
     assert strip(turned) == strip(upright)
 

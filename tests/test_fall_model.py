@@ -91,24 +91,53 @@ def test_model_loads_from_an_installed_wheel(tmp_path: Path) -> None:
     (src / "README.md").write_text("anxin\n")
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(wheels)],
-        check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     (whl,) = wheels.glob("*.whl")
     assert "gateway/data/fall_detector.tflite" in zipfile.ZipFile(whl).namelist()
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(whl)],
-        check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(whl),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     code = (
         "from gateway.detect.fall import FallModel; m = FallModel(); "
         "print(m.path); print(m.runtime)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60,
-        cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     ).stdout.splitlines()
     assert Path(out[0]).is_relative_to(site), out
     assert re.fullmatch(r"ai_edge_litert|tflite_runtime", out[1])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -107,7 +108,8 @@ class PendantDriver(Driver):
         while True:
             queue: asyncio.Queue[Reading | None] = asyncio.Queue()
             try:
-                client = await self._connect(self.sensor.address, lambda: queue.put_nowait(None))
+                lost = functools.partial(queue.put_nowait, None)
+                client = await self._connect(self.sensor.address, lost)
             except TransientError as exc:
                 self.stats.last_error = str(exc)
                 delay = backoff * random.uniform(0.8, 1.2)
@@ -141,11 +143,18 @@ class PendantDriver(Driver):
                 if res.duplicate:
                     continue
                 self.stats.frames_ok += 1
-                queue.put_nowait(self._reading(
-                    ReadingKind.ACCEL, None, unit="g",
-                    extra={"samples_g": item.samples_g, "seq": item.seq,
-                           "gap_samples": res.lost_frames * len(item.samples)},
-                ))
+                queue.put_nowait(
+                    self._reading(
+                        ReadingKind.ACCEL,
+                        None,
+                        unit="g",
+                        extra={
+                            "samples_g": item.samples_g,
+                            "seq": item.seq,
+                            "gap_samples": res.lost_frames * len(item.samples),
+                        },
+                    )
+                )
 
         def on_cancel(_char: Any, data: bytearray) -> None:
             if data[:1] == b"\x01":

@@ -86,8 +86,9 @@ def parse_frame(raw: bytes) -> AccelFrame:
     if not 1 <= n <= MAX_SAMPLES:
         raise FrameError(f"bad sample count {n}", raw, protocol=PROTOCOL)
     if len(raw) != frame_length(n):
-        raise FrameError(f"length {len(raw)} != {frame_length(n)} for {n} samples", raw,
-                         protocol=PROTOCOL)
+        raise FrameError(
+            f"length {len(raw)} != {frame_length(n)} for {n} samples", raw, protocol=PROTOCOL
+        )
     if crc8(raw[:-1]) != raw[-1]:
         raise FrameError("bad crc", raw, protocol=PROTOCOL)
     if scale == 0:
@@ -113,8 +114,9 @@ class FrameDecoder:
                 self._buf.clear()
                 break
             if start > 0:
-                out.append(FrameError("junk before frame", bytes(self._buf[:start]),
-                                      protocol=PROTOCOL))
+                out.append(
+                    FrameError("junk before frame", bytes(self._buf[:start]), protocol=PROTOCOL)
+                )
                 del self._buf[:start]
             if len(self._buf) < HEADER:
                 break

@@ -16,11 +16,14 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy and the detector load only when a fall command runs
+    import numpy as np
+
+    from gateway.detect.fall import FallDetector
 
 ORIENTATIONS = ("upright", "upside-down", "turned", "tilted", "random")
 
@@ -31,23 +34,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = fsub.add_parser(
         "eval", help="score the fall model on SisFall-format recordings via the streaming path"
     )
-    ev.add_argument("--data", required=True, metavar="DIR",
-                    help="directory with sisfall_adxl345_200hz.npz and labels.csv")
-    ev.add_argument("--only", action="append", default=[], metavar="GLOB",
-                    help="evaluate recordings whose file name matches (repeatable), e.g. 'SA01/F*'")
-    ev.add_argument("--orientation", choices=ORIENTATIONS, default="upright",
-                    help="wear the pendant another way: rotate every recording before streaming")
+    ev.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="directory with sisfall_adxl345_200hz.npz and labels.csv",
+    )
+    ev.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="evaluate recordings whose file name matches (repeatable), e.g. 'SA01/F*'",
+    )
+    ev.add_argument(
+        "--orientation",
+        choices=ORIENTATIONS,
+        default="upright",
+        help="wear the pendant another way: rotate every recording before streaming",
+    )
     ev.add_argument("--model", metavar="FILE", help="a .tflite model instead of the shipped one")
-    ev.add_argument("--threshold", type=float, default=None,
-                    help="candidate score threshold (default: the config default)")
-    ev.add_argument("--runtime", choices=("ai_edge_litert", "tflite_runtime"),
-                    help="force a TFLite runtime (default: whichever is installed)")
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="candidate score threshold (default: the config default)",
+    )
+    ev.add_argument(
+        "--runtime",
+        choices=("ai_edge_litert", "tflite_runtime"),
+        help="force a TFLite runtime (default: whichever is installed)",
+    )
     ev.add_argument("--quiet", action="store_true", help="print only the JSON summary")
     ev.set_defaults(func=_eval)
 
 
 def orientation_matrix(name: str, rng: np.random.Generator) -> np.ndarray:
     """The rotation applied to the sensor axes for ``--orientation``."""
+    import numpy as np
+
     from gateway.detect.fall_features import random_rotation
 
     if name == "upright":
@@ -62,11 +87,33 @@ def orientation_matrix(name: str, rng: np.random.Generator) -> np.ndarray:
     return random_rotation(rng)
 
 
+def stream_recording(det: FallDetector, rec: np.ndarray, per_reading: int = 10) -> None:
+    """Feed a 50 Hz recording to the detector as the pendant driver would: 10 samples a reading."""
+    from gateway.model import Reading, ReadingKind
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for k in range(0, len(rec), per_reading):
+        chunk = rec[k : k + per_reading]
+        det.feed(
+            Reading(
+                sensor_id="pendant",
+                kind=ReadingKind.ACCEL,
+                value=None,
+                ts=t0 + timedelta(seconds=k / 50),
+                monotonic_s=k / 50,
+                boot_id="eval",
+                clock_synced=True,
+                extra={"samples_g": chunk.tolist()},
+            )
+        )
+
+
 def _eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from gateway.config import FallConfig
     from gateway.detect.fall import FallDetector, FallModel
     from gateway.detect.fall_features import resample_200_to_50
-    from gateway.model import Reading, ReadingKind
 
     data = Path(args.data)
     npz_path, labels_path = data / "sisfall_adxl345_200hz.npz", data / "labels.csv"
@@ -84,7 +131,6 @@ def _eval(args: argparse.Namespace) -> int:
         cfg = FallConfig(threshold=args.threshold)
     model = FallModel(args.model, runtime=args.runtime)
     rng = np.random.default_rng(7)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     tp = fn = tn = fp = alarms = windows = 0
     adl_s = infer_s = 0.0
     results: list[dict[str, Any]] = []
@@ -94,14 +140,7 @@ def _eval(args: argparse.Namespace) -> int:
         rec = resample_200_to_50(acc[offsets[i] : offsets[i + 1]] * g)
         rec = rec @ orientation_matrix(args.orientation, rng).T
         det = FallDetector(cfg, None, {}, model=model)
-        for k in range(0, len(rec), 10):
-            chunk = rec[k : k + 10]
-            r = Reading(
-                sensor_id="pendant", kind=ReadingKind.ACCEL, value=None,
-                ts=t0 + timedelta(seconds=k / 50), monotonic_s=k / 50, boot_id="eval",
-                clock_synced=True, extra={"samples_g": chunk.tolist()},
-            )
-            det.feed(r)
+        stream_recording(det, rec)
         stage = det.stream("pendant").stage
         n = len(det.candidates)
         windows += stage.windows
@@ -115,12 +154,20 @@ def _eval(args: argparse.Namespace) -> int:
             alarms += n
             adl_s += len(rec) / 50
             verdict = "FALSE_ALARM" if n else "ok"
-        res = {"file": row["file"], "is_fall": is_fall, "candidates": n,
-               "max_score": round(stage.max_score, 4), "verdict": verdict}
+        res = {
+            "file": row["file"],
+            "is_fall": is_fall,
+            "candidates": n,
+            "max_score": round(stage.max_score, 4),
+            "verdict": verdict,
+        }
         results.append(res)
         if not args.quiet:
-            print(f"{row['file']:24s} {'fall' if is_fall else 'adl ':4s} candidates={n} "
-                  f"max_score={stage.max_score:.3f} {verdict}", flush=True)
+            print(
+                f"{row['file']:24s} {'fall' if is_fall else 'adl ':4s} candidates={n} "
+                f"max_score={stage.max_score:.3f} {verdict}",
+                flush=True,
+            )
     if not results:
         raise ConfigError("no recordings matched")
     summary = {

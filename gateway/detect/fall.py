@@ -342,8 +342,10 @@ class FallDetector:
         entry = self.open.get(reading.sensor_id)
         st = self._streams.get(reading.sensor_id)
         if st is not None and st.pending is not None:
-            log.info("fall candidate on %s cancelled by the wearer before confirmation",
-                     reading.sensor_id)
+            log.info(
+                "fall candidate on %s cancelled by the wearer before confirmation",
+                reading.sensor_id,
+            )
             st.pending = None
         if entry is None:
             return
@@ -366,8 +368,9 @@ class FallDetector:
         limit = self.cfg.confirm_still_s + CONFIRM_GRACE_S
         for sensor_id, st in self._streams.items():
             if st.pending is not None and now.monotonic_s - st.last_mono > limit:
-                log.warning("pendant %s silent after a fall candidate: raising unconfirmed",
-                            sensor_id)
+                log.warning(
+                    "pendant %s silent after a fall candidate: raising unconfirmed", sensor_id
+                )
                 p, st.pending = st.pending, None
                 alerts.append(self._raise(sensor_id, p, now, confirmed=False))
         return alerts

@@ -27,7 +27,9 @@ FloatArray = npt.NDArray[np.float32]
 def _moving_average(x: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
     """Centred moving average along axis 0 with edge padding (same length as x)."""
     left = n // 2
-    padded = np.concatenate([np.repeat(x[:1], left, axis=0), x, np.repeat(x[-1:], n - 1 - left, axis=0)])
+    padded = np.concatenate(
+        [np.repeat(x[:1], left, axis=0), x, np.repeat(x[-1:], n - 1 - left, axis=0)]
+    )
     c = np.cumsum(padded, axis=0)
     c = np.concatenate([np.zeros_like(c[:1]), c])
     out: npt.NDArray[np.float64] = (c[n:] - c[:-n]) / n
@@ -64,8 +66,10 @@ def window_features(window_g: npt.ArrayLike) -> FloatArray:
 
 def batch_features(windows_g: npt.NDArray[np.floating]) -> FloatArray:
     """(N, WINDOW, 3) -> (N, WINDOW, CHANNELS); the same numbers as window_features."""
-    return np.stack([window_features(w) for w in windows_g]) if len(windows_g) else np.zeros(
-        (0, WINDOW, CHANNELS), np.float32
+    return (
+        np.stack([window_features(w) for w in windows_g])
+        if len(windows_g)
+        else np.zeros((0, WINDOW, CHANNELS), np.float32)
     )
 
 

@@ -115,7 +115,9 @@ def fit(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, seed: int):  # t
     # Negatives weigh more than their share: a false alarm an hour is what makes people
     # take the pendant off, and the confirmation stage cannot rescue a missed impact.
     weights = {0: args.neg_weight * len(y) / (2 * neg), 1: len(y) / (2 * pos)}
-    model.fit(x, y, epochs=args.epochs, batch_size=256, class_weight=weights, verbose=2, shuffle=True)
+    model.fit(
+        x, y, epochs=args.epochs, batch_size=256, class_weight=weights, verbose=2, shuffle=True
+    )
     return model
 
 
@@ -203,11 +205,19 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sisfall")
     ap.add_argument("--folds", type=int, default=5, help="subject folds for CV; 0 skips CV")
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--neg-weight", type=float, default=2.0,
-                    help="weight of daily-activity windows relative to a balanced split")
+    ap.add_argument(
+        "--neg-weight",
+        type=float,
+        default=2.0,
+        help="weight of daily-activity windows relative to a balanced split",
+    )
     ap.add_argument("--dropout", type=float, default=0.0, help="dropout before the dense layer")
-    ap.add_argument("--operating-point", type=float, default=0.5,
-                    help="raw score that becomes 0.5 in the exported model (see card)")
+    ap.add_argument(
+        "--operating-point",
+        type=float,
+        default=0.5,
+        help="raw score that becomes 0.5 in the exported model (see card)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow threads (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "fall_detector.tflite")
     ap.add_argument("--report", type=Path, default=HERE / "cv_report.json")
@@ -223,8 +233,12 @@ def main() -> int:
     print(f"loaded {len(recs)} recordings in {time.time() - t0:.0f}s", flush=True)
     subjects = sorted({r["subject"] for r in rows})
     report: dict[str, object] = {
-        "version": VERSION, "seed": SEED, "epochs": args.epochs, "neg_weight": args.neg_weight,
-        "dropout": args.dropout, "operating_point": args.operating_point,
+        "version": VERSION,
+        "seed": SEED,
+        "epochs": args.epochs,
+        "neg_weight": args.neg_weight,
+        "dropout": args.dropout,
+        "operating_point": args.operating_point,
         "command": " ".join(sys.argv),
     }
     thresholds = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -242,8 +256,11 @@ def main() -> int:
                 sc = score_recordings(model, [recs[i] for i in idx], rot, rng)
                 for i, s in zip(idx, sc, strict=True):
                     all_scores[name][i] = s
-            m = metrics([all_scores["upright"][i] for i in idx], [rows[i] for i in idx],
-                        args.operating_point)
+            m = metrics(
+                [all_scores["upright"][i] for i in idx],
+                [rows[i] for i in idx],
+                args.operating_point,
+            )
             print(f"fold {k}: {m} ({time.time() - t0:.0f}s)", flush=True)
         cv: dict[str, object] = {}
         for name, sc in all_scores.items():
@@ -251,12 +268,14 @@ def main() -> int:
         misses = [
             rows[i]["file"]
             for i in range(len(rows))
-            if rows[i]["is_fall"] == "1" and count_candidates(all_scores["upright"][i], args.operating_point) == 0
+            if rows[i]["is_fall"] == "1"
+            and count_candidates(all_scores["upright"][i], args.operating_point) == 0
         ]
         alarms = [
             rows[i]["file"]
             for i in range(len(rows))
-            if rows[i]["is_fall"] == "0" and count_candidates(all_scores["upright"][i], args.operating_point) > 0
+            if rows[i]["is_fall"] == "0"
+            and count_candidates(all_scores["upright"][i], args.operating_point) > 0
         ]
         cv["missed_falls_at_operating_point"] = misses
         cv["adl_with_alarm_at_operating_point"] = alarms
