@@ -351,7 +351,7 @@ class FallDetector:
             return
         if reading.ts > datetime.fromisoformat(entry["until"]):
             log.info("I'm OK on %s after the cancel window; alert stays", reading.sensor_id)
-        else:
+        elif self.store is not None:
             self.store.set_alert_state(
                 entry["alert_id"], AlertState.CANCELLED, note="wearer pressed I'm OK on the pendant"
             )
