@@ -97,15 +97,23 @@ class FallModel:
             except ImportError as exc:
                 errors.append(f"{name}: {exc}")
                 continue
+            try:
+                interp: Any = mod.Interpreter(model_path=str(self.path), num_threads=1)
+                interp.allocate_tensors()
+            except Exception as exc:  # noqa: BLE001 - e.g. tflite_runtime 2.14 under NumPy 2
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                log.warning(
+                    "fall model: %s cannot load it (%s); trying the next runtime", name, exc
+                )
+                continue
             self.runtime = name
-            self._interp: Any = mod.Interpreter(model_path=str(self.path), num_threads=1)
+            self._interp = interp
             break
         else:
             raise ConfigError(
-                "no TFLite runtime: install ai-edge-litert (or tflite-runtime); "
+                f"no TFLite runtime could load {self.path} (install ai-edge-litert): "
                 + "; ".join(errors or [f"unknown runtime {runtime!r}"])
             )
-        self._interp.allocate_tensors()
         inp = self._interp.get_input_details()[0]
         self._in = int(inp["index"])
         self._out = int(self._interp.get_output_details()[0]["index"])
