@@ -118,3 +118,33 @@ async def test_frames_gaps_cancel_battery_and_link_loss() -> None:
         assert r.extra["gap_samples"] == 0
     finally:
         await it.aclose()
+
+
+async def test_a_mute_connected_pendant_counts_as_link_loss() -> None:
+    pend = Pendant()
+    pend.attempts = 1  # connect at once
+    mute = Sensor(
+        "pendant-2",
+        SensorKind.PENDANT,
+        Transport.BLE,
+        PENDANT.address,
+        "hall",
+        expected_interval_s=0.2,
+    )
+    drv = PendantDriver(
+        mute, clock=Clock(assume_synced=True), connect=pend.connect, backoff_initial_s=0.01
+    )
+    it = drv.readings()
+    try:
+        kinds = [
+            (r.kind, r.value) for r in [await asyncio.wait_for(anext(it), 5) for _ in range(4)]
+        ]
+        assert kinds == [
+            (ReadingKind.LINK, "up"),
+            (ReadingKind.BATTERY, 87),
+            (ReadingKind.LINK, "down"),
+            (ReadingKind.LINK, "up"),
+        ]
+        assert pend.clients[0].disconnected
+    finally:
+        await it.aclose()

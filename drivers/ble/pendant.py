@@ -6,8 +6,9 @@ Per connection it subscribes to the accelerometer and cancel characteristics
 (:mod:`drivers.ble.pendant_protocol`), reads the standard Battery Level and subscribes to it
 when the pendant allows. Yields:
 
-* ``LINK`` "up" on connect and "down" on link loss (the service's silence watch raises
-  ``sensor_offline`` after the sensor's ``expected_interval_s``);
+* ``LINK`` "up" on connect and "down" on link loss, or when a connected pendant sends
+  nothing for the sensor's ``expected_interval_s`` (default 5 s; it is then disconnected
+  and reconnected). Raising ``sensor_offline`` from that is the service's silence watch;
 * ``ACCEL`` per frame, ``extra = {"samples_g": [[x, y, z], ...], "seq": n,
   "gap_samples": lost}``, where ``gap_samples`` counts samples lost before this frame
   (from sequence numbers), so the fall detector restarts its window instead of splicing;
@@ -99,6 +100,9 @@ class PendantDriver(Driver):
         self.backoff_max_s = backoff_max_s
         self.seq = SeqTracker()
         self.connects = 0
+        # frames come 5 times a second; a connected pendant mute this long is dropped and
+        # reconnected (the sensor's expected_interval_s, else 5 s)
+        self.silence_s = sensor.expected_interval_s or 5.0
 
     def _reading(self, kind: ReadingKind, value: Any, **kw: Any) -> Reading:
         return Reading.at(self.clock.now(), self.sensor.id, kind, value, **kw)
@@ -173,7 +177,12 @@ class PendantDriver(Driver):
         except Exception as exc:  # noqa: BLE001 - battery is optional; the stream matters more
             log.info("pendant %s: no battery notifications: %s", self.sensor.id, exc)
         while True:
-            item = await queue.get()
+            try:
+                item = await asyncio.wait_for(queue.get(), self.silence_s)
+            except TimeoutError:
+                # connected but mute (a hung pendant, a stalled BlueZ link): treat as lost
+                log.warning("pendant %s: silent for %.1fs", self.sensor.id, self.silence_s)
+                item = None
             if item is None:
                 log.warning("pendant %s: link lost", self.sensor.id)
                 yield self._reading(ReadingKind.LINK, "down")
