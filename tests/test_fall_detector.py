@@ -267,3 +267,9 @@ def test_disabled_detector_ignores_everything(store: Store) -> None:
 def test_other_readings_are_ignored(store: Store, kind: ReadingKind) -> None:
     s = Stream(detector(store))
     assert not s.det.feed(s.reading(kind, 50))
+
+
+@pytest.mark.parametrize("bad", [[[1.0, 2.0]], "junk", [[1.0, None, 2.0]]])
+def test_malformed_samples_are_ignored(store: Store, bad: object) -> None:
+    s = Stream(detector(store))
+    assert not s.det.feed(s.reading(ReadingKind.ACCEL, samples_g=bad))

@@ -279,11 +279,16 @@ class FallDetector:
         samples = reading.extra.get("samples_g")
         if not samples:
             return ()
+        try:
+            x = np.asarray(samples, np.float64).reshape(-1, 3)
+        except (ValueError, TypeError):
+            log.warning("pendant %s: malformed samples_g ignored", reading.sensor_id)
+            return ()
         st = self.stream(reading.sensor_id)
         st.last_mono = reading.monotonic_s
-        if int(reading.extra.get("gap_samples", 0) or 0) > 0:
+        if int(reading.extra.get("gap_samples", 0) or 0) > 0 or not np.isfinite(x).all():
             st.stage.reset()
-        x = np.asarray(samples, np.float64).reshape(-1, 3)
+            x = x[np.isfinite(x).all(axis=1)]
         alerts: list[Alert] = []
         first = st.stage.samples
         for cand in st.stage.push(x):
