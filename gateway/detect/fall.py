@@ -120,7 +120,7 @@ class FallModel:
         self.input_shape = tuple(int(d) for d in inp["shape"])
 
     def score(self, features: npt.NDArray[np.float32]) -> float:
-        """Fall probability for one (WINDOW, CHANNELS) feature window."""
+        """Fall score in 0..1 for one (WINDOW, CHANNELS) feature window (0.5: operating point)."""
         self._interp.set_tensor(self._in, features.reshape(self.input_shape))
         self._interp.invoke()
         return float(self._interp.get_tensor(self._out).ravel()[0])
