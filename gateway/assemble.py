@@ -14,7 +14,7 @@ from drivers.replay import ReplayDriver
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
-from gateway.model import Alert, Transport
+from gateway.model import Alert, SensorKind, Transport
 from gateway.service import UplinkFactory
 from gateway.store import Store
 from gateway.uplink import Uplink
@@ -39,10 +39,18 @@ def build_drivers(
     """
     drivers: list[Driver] = []
     sensors = cfg.sensor_list()
-    if hardware and any(s.transport is Transport.BLE and s.kind.value != "pendant" for s in sensors):
+    if hardware and any(s.transport is Transport.BLE and s.kind is not SensorKind.PENDANT for s in sensors):
         from drivers.ble.driver import BleDriver
 
         drivers.append(BleDriver.from_config(cfg, store=store, clock=clock, on_health=on_health))
+    if hardware:
+        from drivers.ble.pendant import PendantDriver
+
+        drivers.extend(
+            PendantDriver(s, clock=clock)
+            for s in sensors
+            if s.transport is Transport.BLE and s.kind is SensorKind.PENDANT
+        )
     if hardware and any(s.transport in (Transport.SERIAL, Transport.RF433) for s in sensors):
         from drivers.serial.driver import build_serial_drivers
 
@@ -73,6 +81,10 @@ def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
     ]
     if cfg.detection.inactivity.enabled:
         detectors.append(InactivityDetector(cfg, store))
+    if cfg.detection.fall.enabled and any(s.kind is SensorKind.PENDANT for s in sensors):
+        from gateway.detect.fall import FallDetector
+
+        detectors.append(FallDetector(cfg.detection.fall, store, cfg.sensor))
     return detectors
 
 

@@ -27,7 +27,7 @@ from gateway import __version__
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
-from gateway.model import Alert, AlertState, Reading
+from gateway.model import Alert, AlertState, Reading, ReadingKind
 from gateway.store import MB, Store
 from gateway.store.aio import AsyncStore
 from gateway.supervise import Backoff, TaskHealth, supervise
@@ -226,7 +226,10 @@ class Service:
                 log.exception("detector %s failed on a reading from %s", det.name, reading.sensor_id)
         for alert in alerts:
             await self.raise_alert(alert)
-        self.astore.add_reading(reading)
+        if reading.kind is not ReadingKind.ACCEL:
+            # A pendant's raw 50 Hz stream is for the fall detector only: stored it would be
+            # ~400k rows a day. A fall alert carries what the detector saw as its evidence.
+            self.astore.add_reading(reading)
         self._maybe_touch(reading)
 
     async def raise_alert(self, alert: Alert) -> None:

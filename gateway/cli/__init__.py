@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.ble_cmd",
     "gateway.cli.routine_cmd",
     "gateway.cli.serial_cmd",
+    "gateway.cli.fall_cmd",
 )
 
 
