@@ -9,9 +9,11 @@ A scenario (YAML) says what the emulated home does and what must come out::
       - {at: 5, broker: stop}
       - {at: 9, broker: start}
       - {at: 10, gateway: kill}        # SIGKILL, then restarted at once
+      - {at: 12, pendant_fall: {sensor: pendant, walk_s: 3, still_s: 12}}  # a 50 Hz stream
     expect:
       - {alert: emergency_button, after: 2, within_ms: 2000}
     only_expected: true                # any other alert type fails the scenario
+    ack: true                          # the rig acks critical alerts as an operator would
 
 The runner starts a real broker (or uses ``--broker``), the real gateway process (``anxin
 run``) on the scenario's config with the sensor steps replayed on a shared time base, and a
@@ -116,6 +118,19 @@ def _need(obj: dict[str, Any], key: str, where: str, path: Path) -> Any:
     return obj[key]
 
 
+def _pendant_fall(at: float, spec: Any, where: str, path: Path) -> list[SensorStep]:
+    """A pendant's 50 Hz stream (1 s notifications): walking, a fall, then lying still."""
+    from gateway.demo.story import pendant_stream
+
+    if not isinstance(spec, dict):
+        raise ConfigError("expected {sensor, walk_s, still_s}", path=str(path), key=where)
+    sensor = str(_need(spec, "sensor", where, path))
+    walk = _num(spec.get("walk_s", 3), f"{where}.walk_s", path)
+    still = _num(spec.get("still_s", 12), f"{where}.still_s", path)
+    return [SensorStep(s.at_s, sensor, s.kind, s.value, dict(s.extra))
+            for s in pendant_stream(at, walk + 1 + still, fall_at=walk)]
+
+
 def _num(value: Any, where: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"expected a number >= 0, got {value!r}", path=str(path), key=where)
@@ -137,6 +152,9 @@ def load_scenario(path: Path) -> Scenario:
         if not isinstance(step, dict):
             raise ConfigError("a step is a mapping", path=str(path), key=where)
         at = _num(_need(step, "at", where, path), f"{where}.at", path)
+        if "pendant_fall" in step:
+            sensor_steps.extend(_pendant_fall(at, step["pendant_fall"], f"{where}.pendant_fall", path))
+            continue
         if "broker" in step or "gateway" in step:
             target = "broker" if "broker" in step else "gateway"
             action = str(step[target])

@@ -15,7 +15,7 @@ from gateway.hil import load_scenario
 from tests.conftest import ROOT, run_cli
 
 SCENARIOS = sorted((ROOT / "tests" / "hil").glob("*.yaml"))
-ALERT_TYPES_BUILT = {"emergency_button", "fall_radar", "smoke", "low_battery", "sensor_offline"}
+ALERT_TYPES_BUILT = {"emergency_button", "fall", "fall_radar", "smoke", "low_battery", "sensor_offline"}
 
 
 @pytest.mark.timeout(400)

@@ -50,7 +50,10 @@ class View:
 
     def __call__(self, rec: dict[str, Any]) -> None:
         t = rec["t"] - self.start
-        kind = rec["topic"].rsplit("/", 1)[-1]
+        parts = rec["topic"].split("/")
+        if "cmd" in parts:
+            return  # our own operator's commands; their replies are shown
+        kind = parts[-1] if "reply" not in parts else "reply"
         p = rec["payload"] if isinstance(rec["payload"], dict) else {}
         if kind == "alert":
             sev = p.get("severity", "?")
@@ -65,6 +68,9 @@ class View:
         elif kind == "status":
             text = self._paint(f"status {p.get('state')}", "32" if p.get("state") == "online" else "35")
             detail = f"queue={p.get('queue_depth')}"
+        elif kind == "reply":
+            text = f"reply to {parts[-1]}"
+            detail = "ok" if p.get("ok", True) and not p.get("error") else f"error: {p.get('error')}"
         else:
             text, detail = kind, ""
         print(f"[platform +{t:5.1f}s] {text}  {detail}", file=self.out, flush=True)

@@ -108,18 +108,19 @@ def story() -> list[Step]:
         # A fall in the bathroom seen by the radar: nobody cancels it.
         Step(20.0, "radar-bath", "fall", True, {"distance_cm": 140}),
     ]
-    # Walking with the pendant, a fall at 31 s, and "I'm OK" pressed 8 s later: cancelled.
-    steps += pendant_stream(27.0, 8, fall_at=4.0)
-    steps.append(Step(39.0, "pendant", "cancel", True))
-    # Readings while the broker is down (45-55 s); they drain afterwards.
-    steps += [Step(46.0 + i, "motion-living", "motion", i % 2 == 0) for i in range(8)]
-    steps.append(Step(58.0, "door-front", "contact", True))
-    steps.append(Step(60.0, "door-front", "contact", False))
+    # Walking with the pendant, a fall at 31 s and lying still: confirmed after 10 s of
+    # stillness, the fall alert is raised (about 42 s); "I'm OK" at 45 s cancels it.
+    steps += pendant_stream(27.0, 17, fall_at=4.0)
+    steps.append(Step(45.0, "pendant", "cancel", True))
+    # Readings while the broker is down (50-60 s); they drain afterwards.
+    steps += [Step(51.0 + i, "motion-living", "motion", i % 2 == 0) for i in range(8)]
+    steps.append(Step(63.0, "door-front", "contact", True))
+    steps.append(Step(65.0, "door-front", "contact", False))
     return sorted(steps, key=lambda s: s.at_s)
 
 
-OUTAGE = (45.0, 55.0)
-DURATION_S = 66.0
+OUTAGE = (50.0, 60.0)
+DURATION_S = 72.0
 
 
 def write_session(path: Path) -> Path:
