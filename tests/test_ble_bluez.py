@@ -5,8 +5,8 @@ tests push ``ServiceData`` property changes on mock devices, exactly what blueto
 when it receives an advertisement. bleak (unmodified, BlueZ backend, dbus-fast) sees them
 and our driver, the detectors and a real SQLite store do the rest.
 
-Stops at the store: the MQTT uplink is not on this branch, so "at a mosquitto subscriber"
-is left to the integration test once both are merged (the alert is in the outbox here).
+The last test runs the whole gateway (service, detectors, store, uplink) and checks the
+alert at a subscriber on a real mosquitto.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bthome_frames import SHELLY_KEY, SHELLY_MAC, SHELLY_PRESS, button, plain
@@ -421,3 +422,56 @@ def test_cli_scan_without_adapter_says_so(bluez: MockBlueZ) -> None:
     )
     assert res.returncode == 1
     assert "anxin: error: cannot scan on hci9" in res.stderr
+
+
+async def test_button_advert_reaches_a_mosquitto_subscriber(
+    bluez: MockBlueZ, mosquitto: Any, tmp_path: Path, bleak_closed: None
+) -> None:
+    """The whole alarm path: advert on (mock) BlueZ → bleak → driver → detectors → store →
+    uplink → a real mosquitto → a subscriber in the platform's place."""
+    from gateway import assemble
+    from gateway.config import (
+        Config,
+        GatewayConfig,
+        RoomConfig,
+        SecretsConfig,
+        SensorConfig,
+        StorageConfig,
+        UplinkConfig,
+    )
+    from gateway.hil import Subscriber
+    from gateway.service import Service, open_store
+
+    cfg = Config(
+        gateway=GatewayConfig(id="gw-ble", home="home-ble"),
+        rooms=(RoomConfig(id="bedroom", kind="bedroom"),),
+        sensors=(SensorConfig(id="btn1", kind=SensorKind.BUTTON, transport=Transport.BLE,
+                              address=SHELLY_MAC, room="bedroom", key="btn1key"),),
+        uplink=UplinkConfig(broker_url=mosquitto.url, reconnect_min_s=0.1, reconnect_max_s=0.5),
+        storage=StorageConfig(path=str(tmp_path / "gw.db"), group_commit_ms=20),
+        secrets=SecretsConfig(keys={"btn1key": SHELLY_KEY.hex()}),
+    )
+    clock = Clock(assume_synced=True)
+    store = open_store(cfg)
+    service = Service(cfg, detectors=assemble.build_detectors(cfg, store, clock),
+                      uplink_factory=assemble.uplink_factory(cfg, clock), store=store, clock=clock)
+    service.drivers = assemble.build_drivers(cfg, store, clock, on_health=service.submit_alert)
+    sub = Subscriber(mosquitto.host, mosquitto.port, cfg.uplink.topic_root, cfg.gateway.id, ack=False)
+    task = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(20):
+            while not any(m["topic"].endswith("/status") for m in sub.snapshot()):
+                await asyncio.sleep(0.05)
+            bluez.push(SHELLY_MAC, SHELLY_PRESS, rssi=-60)
+            while not (alerts := [m for m in sub.snapshot() if m["topic"].endswith("/alert")]):
+                await asyncio.sleep(0.05)
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+        sub.close()
+    payload = alerts[0]["payload"]
+    assert alerts[0]["topic"] == "anxin/v1/gw-ble/alert"
+    assert (payload["type"], payload["severity"], payload["state"]) == ("emergency_button", "critical", "raised")
+    assert payload["sensor"] == {"id": "btn1", "kind": "button", "room": "bedroom"}
+    assert payload["evidence"]["gesture"] == "press"
+    assert (payload["gw"], payload["home"]) == ("gw-ble", "home-ble")
