@@ -602,6 +602,38 @@ class Store:
             for r in rows
         ]
 
+    def pending_raw(
+        self, limit: int = 100, *, after: tuple[int, int] | None = None
+    ) -> list[tuple[OutboxRow, str]]:
+        """Like :meth:`pending`, with each body as its stored JSON text too.
+
+        Only alert bodies are parsed (the uplink reads their state); the others come back
+        with an empty ``body`` so a batch of readings is sent without being decoded and
+        encoded again."""
+        sql = (
+            "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts FROM outbox"
+            " WHERE delivered_ts IS NULL"
+        )
+        args: list[Any] = []
+        if after is not None:
+            sql += " AND (priority > ? OR (priority = ? AND seq > ?))"
+            args += [after[0], after[0], after[1]]
+        sql += " ORDER BY priority, seq LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        return [
+            (
+                OutboxRow(
+                    r[0], r[1], r[2], r[3], r[4],
+                    json.loads(r[5]) if r[2] == "alert" else {},
+                    _dt_req(r[6]), r[7],
+                ),
+                r[5],
+            )
+            for r in rows
+        ]
+
     def pending_count(self) -> int:
         with self._lock:
             return int(
@@ -617,6 +649,24 @@ class Store:
             conn.executemany(
                 "UPDATE outbox SET delivered_ts=? WHERE seq=? AND delivered_ts IS NULL",
                 [(now, s) for s in seqs],
+            )
+
+    def mark_delivered_recording(self, seqs: Iterable[int], alert_ids: Iterable[str]) -> None:
+        """Mark rows delivered and record ``delivered`` in the history of ``alert_ids``, in
+        one commit: the uplink's batch after a run of PUBACKs costs one fsync, not one each."""
+        seqs = list(seqs)
+        ids = list(alert_ids)
+        if not seqs and not ids:
+            return
+        now = rfc3339(utc_now())
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE outbox SET delivered_ts=? WHERE seq=? AND delivered_ts IS NULL",
+                [(now, s) for s in seqs],
+            )
+            conn.executemany(
+                "INSERT INTO alert_states(alert_id, state, ts, note) VALUES (?,?,?,NULL)",
+                [(a, AlertState.DELIVERED.value, now) for a in ids],
             )
 
     def mark_attempt(self, seqs: Iterable[int]) -> None:

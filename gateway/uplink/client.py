@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,6 +133,8 @@ class Uplink:
         self._protocol = MQTT311 if cfg.uplink.protocol == MQTT311 else MQTT5
         self._backoff = Backoff(cfg.uplink.reconnect_min_s, cfg.uplink.reconnect_max_s)
         self._will: bytes | None = None
+        self._fresh = True
+        self._ahead: deque[tuple[OutboxRow, str]] = deque()
         self._announce = announce
         self._escalate = escalate
         self._client_id = client_id or cfg.client_id
@@ -177,9 +182,14 @@ class Uplink:
         if self._loop is None or self._wake is None:
             return
         if threading.get_ident() == self._loop_thread:
-            self._wake.set()
+            self._set_fresh()
         else:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._set_fresh)
+
+    def _set_fresh(self) -> None:
+        self._fresh = True
+        if self._wake is not None:
+            self._wake.set()
 
     def healthy(self) -> bool:
         """For the watchdog: the uplink's loops are alive (a broker outage is not a fault
@@ -460,49 +470,97 @@ class Uplink:
         )
 
     async def _drain(self, conn: Connection) -> None:
-        assert self._wake is not None
-        while conn.connected:
-            self.beat()
-            self._wake.clear()
-            room = self._window - len(self._inflight)
-            if room > 0:
-                skip = (
-                    len(self._inflight)
-                    + len(self._acked)
-                    + len(self._flushing)
-                    + len(self._refused)
-                )
-                rows = await self.db(self.store.pending, room + skip + len(self._poison))
-                if not conn.is_open():
-                    break
-                self._send(conn, rows, room)
-            self._flush_acked()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._wake.wait()
+        """Keep the window full, in outbox order.
 
-    def _send(self, conn: Connection, rows: list[OutboxRow], room: int) -> None:
+        Rows are read ahead of the window (the next chunk in the background while the
+        current one is sent) so neither a run of PUBACKs nor a commit holding the store
+        stalls the window, and a PUBACK sends the next row at once (:meth:`_pump`). The
+        read-ahead is thrown away and read again whenever something new was committed
+        (``wake()``): a new critical alert overtakes what was read before it.
+        """
+        assert self._wake is not None
+        ra = _ReadAhead(chunk=max(100, 4 * self._window))
+        self._ahead = ra.rows
+        self._fresh = True
+        try:
+            while conn.connected:
+                self.beat()
+                self._wake.clear()
+                if self._fresh or ra.starved():
+                    self._fresh = False
+                    ra.cancel()
+                    busy = self._busy()
+                    limit = ra.chunk + len(busy)
+                    rows = await self.db(self.store.pending_raw, limit)
+                    if not conn.is_open():
+                        break
+                    ra.replace(rows, self._busy(), exhausted=len(rows) < limit)
+                elif ra.more is not None and ra.more.done():
+                    ra.take_more(self._busy())
+                self._pump()
+                if ra.wants_more():
+                    ra.more = asyncio.ensure_future(
+                        self.db(self.store.pending_raw, ra.chunk, after=ra.last)
+                    )
+                    ra.more.add_done_callback(lambda _f: self._wake.set() if self._wake else None)
+                self._flush_acked()
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    # Another process may have committed (anxin send-test-alert): look again.
+                    self._fresh = True
+        finally:
+            ra.cancel()
+            ra.rows.clear()
+
+    def _pump(self) -> None:
+        """Fill the window from the read-ahead; called by the drain and on every PUBACK."""
+        conn = self._conn
+        room = self._window - len(self._inflight)
+        if conn is None or not conn.connected or room <= 0 or not self._ahead:
+            return
+        self._send(conn, self._ahead, room)
+
+    def _busy(self) -> set[int]:
         busy = {r.seq for r in self._inflight.values()} | {r.seq for r in self._acked}
-        busy |= self._flushing | self._refused | self._poison
-        for row in rows:
-            if room <= 0:
-                return
-            if row.seq in busy:
-                continue
+        return busy | self._flushing | self._refused | self._poison
+
+    def _send(self, conn: Connection, rows: deque[tuple[OutboxRow, str]], room: int) -> None:
+        """Publish from the head of ``rows`` (taking them off) while there is room."""
+        while rows and room > 0:
+            row, raw = rows[0]
             try:
-                payload = contract.dumps(self._payload(row))
+                payload = self._row_payload(row, raw)
             except (KeyError, TypeError, ValueError):
                 # A row that cannot be built must not block every alert behind it.
                 log.exception("uplink: outbox row %d (%s) is unusable, skipped", row.seq, row.kind)
                 self._poison.add(row.seq)
+                rows.popleft()
                 continue
             mid = conn.publish(self.topics.for_kind(row.kind), payload, qos=1)
             if mid is None:
                 return
+            rows.popleft()
             self._inflight[mid] = row
             self.stats.published += 1
             self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(self._inflight))
             room -= 1
+
+    def _row_payload(self, row: OutboxRow, raw: str) -> bytes:
+        gw, home = self.cfg.gateway.id, self.cfg.gateway.home
+        if row.kind == "event":
+            return contract.spliced_event(
+                msg_id=row.msg_id,
+                seq=row.seq,
+                created_ts=row.created_ts,
+                raw_body=raw,
+                gw=gw,
+                home=home,
+            )
+        if row.kind != "alert":
+            row = dataclasses.replace(row, body=json.loads(raw))
+        return contract.dumps(self._payload(row))
 
     def _on_publish(self, mid: int, ok: bool, reason: str) -> None:
         waiter = self._mid_waiters.get(mid)
@@ -522,6 +580,7 @@ class Uplink:
             self.stats.rejected += 1
             self._refused.add(row.seq)
             log.error("uplink: broker refused message seq %d: %s", row.seq, reason)
+        self._pump()
         if self._wake is not None:
             self._wake.set()
 
@@ -556,10 +615,12 @@ class Uplink:
                 )
 
     def _mark_delivered(self, batch: list[OutboxRow]) -> None:
-        self.store.mark_delivered(r.seq for r in batch)
-        for r in batch:
-            if r.kind == "alert" and r.body.get("state") == AlertState.RAISED.value and r.ref:
-                self.store.record_alert_state(r.ref, AlertState.DELIVERED)
+        raised = [
+            r.ref
+            for r in batch
+            if r.kind == "alert" and r.body.get("state") == AlertState.RAISED.value and r.ref
+        ]
+        self.store.mark_delivered_recording((r.seq for r in batch), raised)
 
     # ------------------------------------------------------------------ events
 
@@ -598,3 +659,48 @@ class Uplink:
         conn = self._conn
         if conn is not None and conn.connected:
             conn.publish(topic, payload, qos=1, correlation=correlation)
+
+
+class _ReadAhead:
+    """Outbox rows read ahead of the window, in outbox order, and the next read."""
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self.rows: deque[tuple[OutboxRow, str]] = deque()
+        self.last: tuple[int, int] | None = None  # (priority, seq) of the last row read
+        self.exhausted = False
+        self.more: asyncio.Future[list[tuple[OutboxRow, str]]] | None = None
+
+    def starved(self) -> bool:
+        return not self.rows and not self.exhausted and self.more is None
+
+    def wants_more(self) -> bool:
+        return (
+            self.more is None
+            and not self.exhausted
+            and self.last is not None
+            and len(self.rows) < self.chunk
+        )
+
+    def replace(
+        self, rows: list[tuple[OutboxRow, str]], busy: set[int], *, exhausted: bool
+    ) -> None:
+        self.rows.clear()
+        self.rows.extend(r for r in rows if r[0].seq not in busy)
+        self.last = (rows[-1][0].priority, rows[-1][0].seq) if rows else None
+        self.exhausted = exhausted
+
+    def take_more(self, busy: set[int]) -> None:
+        more, self.more = self.more, None
+        if more is None:
+            return
+        rows = [] if more.cancelled() or more.exception() is not None else more.result()
+        self.rows.extend(r for r in rows if r[0].seq not in busy)
+        if rows:
+            self.last = (rows[-1][0].priority, rows[-1][0].seq)
+        self.exhausted = len(rows) < self.chunk
+
+    def cancel(self) -> None:
+        if self.more is not None:
+            self.more.cancel()
+            self.more = None

@@ -1,0 +1,202 @@
+"""Backlog drain: 100,000 readings and 1,000 alerts queued while the broker is down.
+
+The gateway keeps committing while the broker is down: readings in batches (group
+commit), alerts one FULL commit each (critical, warning and info mixed); the uplink turns
+the readings into ``event`` batches in the outbox as it would in service. Then the broker
+starts and the uplink drains the outbox: every alert before any event batch, every
+message marked delivered only on its PUBACK. Timed from the uplink's CONNACK to the last
+PUBACK.
+
+Baseline, in the same run against the same broker and subscriber: a bare paho QoS 1
+publish loop (paho's own network thread, the same inflight window of 20) sending the same
+payloads, timed from the first publish to the last PUBACK.
+
+    python bench/backlog_drain.py [--readings 100000] [--alerts 1000] [--dir DIR]
+
+Last line: JSON with msgs_per_s, baseline_msgs_per_s, ratio, lost, alerts_first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import paho.mqtt.client as paho
+from _mqtt import Mosquitto, subscriber
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.config import Config, GatewayConfig, UplinkConfig
+from gateway.model import Alert, AlertType, Reading, ReadingKind, Severity
+from gateway.store import MB, Store
+from gateway.uplink import Uplink
+from gateway.uplink.contract import EVENT_CURSOR
+
+SEVERITIES = [Severity.CRITICAL, Severity.WARNING, Severity.INFO]
+TYPES = {
+    Severity.CRITICAL: AlertType.FALL,
+    Severity.WARNING: AlertType.NIGHT_DOOR,
+    Severity.INFO: AlertType.LOW_BATTERY,
+}
+
+
+def readings(n: int) -> list[Reading]:
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    kinds = [(ReadingKind.DISTANCE, "cm"), (ReadingKind.OCCUPANCY, None), (ReadingKind.HEART_RATE, "bpm")]
+    out = []
+    for i in range(n):
+        kind, unit = kinds[i % 3]
+        value = 80.0 + i % 300 if kind is ReadingKind.DISTANCE else (i % 7 != 0 if unit is None else 60 + i % 30)
+        out.append(Reading(f"sensor-{i % 12}", kind, value, t0 + timedelta(milliseconds=20 * i),
+                           1000.0 + 0.02 * i, "bench-boot", True, unit=unit))
+    return out
+
+
+def collect(proc, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for line in proc.stdout:
+        lines.append(line)
+
+
+async def run(n_readings: int, n_alerts: int, workdir: Path) -> dict[str, object]:
+    broker = Mosquitto(workdir)
+    store = Store(workdir / "anxin.db", budget_bytes=1024 * MB, reserve_bytes=MB).open()
+    cfg = Config(
+        gateway=GatewayConfig(id="bench-gw", home="bench-home"),
+        uplink=UplinkConfig(
+            broker_url=broker.url, reconnect_min_s=0.05, reconnect_max_s=1.0,
+            escalate_after_s=3600, telemetry_interval_s=3600, event_interval_s=0.05,
+        ),
+    )
+    uplink = Uplink(cfg, store)
+    up_task = asyncio.create_task(uplink.run())
+    loop = asyncio.get_running_loop()
+    # --- queue while the broker is down
+    rs = readings(n_readings)
+    for i in range(0, len(rs), 1000):
+        await loop.run_in_executor(None, store.add_readings, rs[i : i + 1000])
+    alert_ids = []
+    t0 = datetime.now(UTC)
+    for i in range(n_alerts):
+        sev = SEVERITIES[i % 3]
+        a = Alert(TYPES[sev], sev, t0, room="bedroom", evidence={"i": i}, boot_id="bench-boot")
+        row = await loop.run_in_executor(None, store.commit_alert, a)
+        alert_ids.append(a.id)
+        assert row.seq
+    last = store.last_reading_id()
+    while store.counter(EVENT_CURSOR) < last:
+        await asyncio.sleep(0.05)
+    queued = store.pending_count()
+    # --- the broker comes back; drain
+    broker.start()
+    sub = subscriber(broker.port, "anxin/v1/bench-gw/alert", "anxin/v1/bench-gw/event", "bench/baseline/#")
+    lines: list[str] = []
+    reader = threading.Thread(target=collect, args=(sub, lines), daemon=True)
+    reader.start()
+    delivered0 = uplink.stats.delivered
+    while not uplink.connected:
+        await asyncio.sleep(0.001)
+    t_start = time.monotonic()
+    while uplink.stats.delivered - delivered0 < queued:
+        await asyncio.sleep(0.001)
+    drain_s = time.monotonic() - t_start
+    while store.pending_count():
+        await asyncio.sleep(0.05)
+    # --- baseline: the same payloads through a bare paho QoS 1 loop
+    rows = store.conn.execute(
+        "SELECT seq FROM outbox WHERE kind IN ('alert', 'event') ORDER BY priority, seq"
+    ).fetchall()
+    payloads = [
+        json.dumps(uplink._payload(store.outbox_row(seq)), separators=(",", ":")).encode()  # type: ignore[arg-type]
+        for (seq,) in rows
+    ]
+    base_s = bare_loop(broker.port, payloads)
+    await uplink.close()
+    await asyncio.gather(up_task, return_exceptions=True)
+    store.close()
+    await asyncio.sleep(1.0)
+    sub.terminate()
+    sub.wait(10)
+    reader.join(10)
+    sub.stdout.close()  # type: ignore[union-attr]
+    broker.stop()
+    # --- what the subscriber saw
+    kinds, keys, n_read = [], set(), 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 4 or parts[1].startswith("bench/"):
+            continue
+        kind = parts[1].rsplit("/", 1)[-1]
+        kinds.append(kind)
+        if kind == "alert":
+            keys.add(parts[2])
+        else:
+            n_read += int(parts[3])
+    lost_alerts = len(set(alert_ids) - keys)
+    lost_readings = n_readings - n_read if n_read <= n_readings else 0
+    first_event = kinds.index("event") if "event" in kinds else len(kinds)
+    last_alert = max((i for i, k in enumerate(kinds) if k == "alert"), default=-1)
+    return {
+        "messages": queued,
+        "readings": n_readings,
+        "alerts": n_alerts,
+        "drain_s": round(drain_s, 3),
+        "msgs_per_s": round(queued / drain_s, 1),
+        "baseline_msgs_per_s": round(len(payloads) / base_s, 1),
+        "ratio": round((queued / drain_s) / (len(payloads) / base_s), 3),
+        "target_ratio": 0.7,
+        "lost": lost_alerts + lost_readings,
+        "lost_alerts": lost_alerts,
+        "lost_readings": lost_readings,
+        "alerts_first": last_alert < first_event,
+    }
+
+
+def bare_loop(port: int, payloads: list[bytes]) -> float:
+    done = threading.Event()
+    acked = [0]
+
+    def on_publish(client, userdata, mid, rc, props):  # type: ignore[no-untyped-def]
+        acked[0] += 1
+        if acked[0] == len(payloads):
+            done.set()
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=paho.MQTTv5)
+    c.max_inflight_messages_set(20)
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    for i, p in enumerate(payloads):
+        c.publish(f"bench/baseline/{i % 2}", p, qos=1)
+    done.wait(300)
+    elapsed = time.monotonic() - t0
+    c.disconnect()
+    c.loop_stop()
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readings", type=int, default=100_000, help="readings queued (default 100000)")
+    ap.add_argument("--alerts", type=int, default=1000, help="alerts queued (default 1000)")
+    ap.add_argument("--dir", help="directory for the database (default: a temporary one)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        result = asyncio.run(run(args.readings, args.alerts, Path(d)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
