@@ -23,7 +23,8 @@ def free_port() -> int:
 class Mosquitto:
     """mosquitto on loopback with the test suite's settings (Receive Maximum 20)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -35,6 +36,7 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_inflight_messages 20\nmax_queued_messages 1000000\nmessage_size_limit 0\n"
+            + (self._persistence() if self.persistent else "")
         )
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -45,6 +47,13 @@ class Mosquitto:
                 return
             time.sleep(0.02)
         raise RuntimeError("mosquitto did not start")
+
+    def _persistence(self) -> str:
+        # Sessions and queued messages survive a restart, so the subscriber misses nothing
+        # published before it reconnects. As root, mosquitto would drop to a user that
+        # cannot write the private temporary directory.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        return f"{user}persistence true\npersistence_location {self.workdir}/\n"
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -58,11 +67,17 @@ import json, sys, time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 port, topics = int(sys.argv[1]), sys.argv[2:]
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-platform", protocol=paho.MQTTv5)
+c.reconnect_delay_set(0.05, 0.5)
+ready = []
 def on_connect(cl, u, f, rc, p):
     cl.subscribe([(t, 1) for t in topics])
 def on_subscribe(cl, u, mid, rcs, p):
-    print("ready", flush=True)
+    if not ready:
+        ready.append(1)
+        print("ready", flush=True)
 def on_message(cl, u, m):
     t = time.monotonic()
     try:
@@ -74,8 +89,10 @@ def on_message(cl, u, m):
     sys.stdout.write(f"{t:.6f} {m.topic} {key} {n}\n")
     sys.stdout.flush()
 c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-c.connect("127.0.0.1", port)
-c.loop_forever()
+props = Properties(PacketTypes.CONNECT)
+props.SessionExpiryInterval = 3600
+c.connect("127.0.0.1", port, clean_start=False, properties=props)
+c.loop_forever(retry_first_connection=True)
 """
 
 

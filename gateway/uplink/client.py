@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STABLE_S = 30.0  # a connection that lived this long resets the backoff
+_FLUSH_DELAY_S = 0.05  # longest a PUBACK waits to be committed while others are in flight
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class Uplink:
         self.endpoint = endpoint_from_config(cfg)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="anxin-uplink-store")
         self._started = time.monotonic()
+        self._no_stamp = self.clock.now()  # stands in where a row carries its own clock
         self._beat = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -142,6 +144,8 @@ class Uplink:
         self._inflight: dict[int, OutboxRow] = {}
         self._acked: list[OutboxRow] = []
         self._flushing: set[int] = set()
+        self._acked_since = 0.0
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._refused: set[int] = set()
         self._poison: set[int] = set()
         self._waiters: dict[int, asyncio.Future[None]] = {}
@@ -307,6 +311,7 @@ class Uplink:
             on_publish=self._on_publish,
             on_message=self._on_message,
             on_lost=self.wake,
+            after_read=self._pump,
         )
         try:
             connack = await conn.open(timeout_s=max(10.0, float(self.cfg.uplink.keepalive_s)))
@@ -355,6 +360,7 @@ class Uplink:
         # Everything unacknowledged goes again on the next connection, same id.
         self._inflight.clear()
         self._refused.clear()
+        self._flush_acked()
         for fut in self._mid_waiters.values():
             if not fut.done():
                 fut.set_result(False)
@@ -458,6 +464,7 @@ class Uplink:
     # ------------------------------------------------------------------ the drain
 
     def _payload(self, row: OutboxRow) -> dict[str, Any]:
+        stamp = self._no_stamp if row.kind == "alert" or "clock" in row.body else self.clock.now()
         return contract.outbox_payload(
             kind=row.kind,
             msg_id=row.msg_id,
@@ -466,7 +473,7 @@ class Uplink:
             body=row.body,
             gw=self.cfg.gateway.id,
             home=self.cfg.gateway.home,
-            now=self.clock.now(),
+            now=stamp,
         )
 
     async def _drain(self, conn: Connection) -> None:
@@ -498,6 +505,7 @@ class Uplink:
                 elif ra.more is not None and ra.more.done():
                     ra.take_more(self._busy())
                 self._pump()
+                conn.flush_writes()
                 if ra.wants_more():
                     ra.more = asyncio.ensure_future(
                         self.db(self.store.pending_raw, ra.chunk, after=ra.last)
@@ -570,6 +578,8 @@ class Uplink:
         if row is None:
             return
         if ok:
+            if not self._acked:
+                self._acked_since = time.monotonic()
             self._acked.append(row)
             self.stats.delivered += 1
             fut = self._waiters.pop(row.seq, None)
@@ -580,12 +590,23 @@ class Uplink:
             self.stats.rejected += 1
             self._refused.add(row.seq)
             log.error("uplink: broker refused message seq %d: %s", row.seq, reason)
-        self._pump()
         if self._wake is not None:
             self._wake.set()
 
     def _flush_acked(self) -> None:
+        """Commit the PUBACKs received so far, one commit for a run of them.
+
+        While messages are still in flight the commit waits until a window's worth of
+        PUBACKs or ``_FLUSH_DELAY_S`` has gathered: during a backlog drain that is one fsync
+        per window instead of one per message. Losing the marks in a crash only means
+        sending those messages again (same ids), which the contract allows.
+        """
         if not self._acked or self._flushing:
+            return
+        waited = time.monotonic() - self._acked_since
+        if self._inflight and len(self._acked) < self._window and waited < _FLUSH_DELAY_S:
+            if self._flush_timer is None and self._loop is not None:
+                self._flush_timer = self._loop.call_later(_FLUSH_DELAY_S - waited, self._flush_due)
             return
         batch = self._acked
         self._acked = []
@@ -603,8 +624,16 @@ class Uplink:
 
         fut.add_done_callback(done)
 
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        if self._wake is not None:
+            self._wake.set()
+
     async def _final_flush(self) -> None:
         """Record the PUBACKs already received, so a restart does not send them again."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         batch, self._acked = self._acked, []
         if batch:
             try:

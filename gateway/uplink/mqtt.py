@@ -98,6 +98,7 @@ class Connection:
         on_publish: OnPublish,
         on_message: OnMessage,
         on_lost: Callable[[], None],
+        after_read: Callable[[], None] | None = None,
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.endpoint = endpoint
@@ -107,6 +108,7 @@ class Connection:
         self._on_publish_cb = on_publish
         self._on_message_cb = on_message
         self._on_lost_cb = on_lost
+        self._after_read = after_read
         self._keepalive_s = keepalive_s
         self._fds: set[int] = set()
         self._writers: set[int] = set()
@@ -236,6 +238,16 @@ class Connection:
             if self.client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
             sock = self.client.socket()
+        # Outside paho's callbacks now: let the owner publish what the PUBACKs just made
+        # room for, and write it at once rather than one loop turn later.
+        if self._after_read is not None and self.connected:
+            self._after_read()
+        self.flush_writes()
+
+    def flush_writes(self) -> None:
+        """Write what paho has queued now; the selector takes over if the socket is full."""
+        if self.client.want_write() and self.client.socket() is not None:
+            self.client.loop_write()
 
     def _do_write(self) -> None:
         self.client.loop_write()
