@@ -95,7 +95,11 @@ class Escalator:
         note = f"attempt {track.attempts}: " + (
             ", ".join(reached) if reached else "no notifier reached"
         )
-        await self.up.db(self.up.store.record_alert_state, alert.id, AlertState.ESCALATED, note)
+        # Notified first, recorded after: a crash between the two repeats a notification
+        # rather than skipping one. Shielded so a shutdown cannot drop the record.
+        await asyncio.shield(
+            self.up.db(self.up.store.record_alert_state, alert.id, AlertState.ESCALATED, note)
+        )
 
 
 def _age_s(alert: Alert) -> float:
