@@ -66,6 +66,9 @@ def readings(n: int) -> list[Reading]:
     return out
 
 
+CPU: dict[str, list[float]] = {"drain": [], "bare": []}
+
+
 def collect(proc, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
     for line in proc.stdout:
         lines.append(line)
@@ -85,9 +88,17 @@ async def drain(uplink: Uplink, store: Store, queued: int) -> float:
     uplink._on_publish = on_publish  # type: ignore[method-assign]
     while not uplink.connected:
         await asyncio.sleep(0.0005)
-    t_start = time.monotonic()
+    t_start, c_start = time.monotonic(), time.process_time()
     await asyncio.wait_for(done.wait(), 300)
+    CPU["drain"].append(time.process_time() - c_start)
     return time.monotonic() - t_start
+
+
+async def caught_up(lines: list[str], n: int) -> None:
+    """Wait for the subscriber to have printed ``n`` messages, so rounds do not overlap."""
+    deadline = time.monotonic() + 120
+    while sum(1 for ln in lines if ln.count(" ") == 3) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def make_uplink(cfg: Config, store: Store) -> tuple[Uplink, asyncio.Task[None]]:
@@ -135,6 +146,7 @@ async def run(n_readings: int, n_alerts: int, rounds: int, workdir: Path) -> dic
         await asyncio.sleep(0.05)
     await uplink.close()
     await asyncio.gather(up_task, return_exceptions=True)
+    await caught_up(lines, queued)
     n_first = len(lines)
     rows = store.conn.execute(
         "SELECT seq FROM outbox WHERE kind IN ('alert', 'event') ORDER BY priority, seq"
@@ -144,14 +156,17 @@ async def run(n_readings: int, n_alerts: int, rounds: int, workdir: Path) -> dic
         for (seq,) in rows
     ]
     bases = [bare_loop(broker.port, payloads)]
-    for _ in range(rounds - 1):
+    await caught_up(lines, 2 * queued)
+    for n in range(rounds - 1):
         with store._tx() as conn:  # queue the same messages again
             conn.execute("UPDATE outbox SET delivered_ts=NULL WHERE kind IN ('alert', 'event')")
         uplink, up_task = make_uplink(cfg, store)
         drains.append(await drain(uplink, store, queued))
         await uplink.close()
         await asyncio.gather(up_task, return_exceptions=True)
+        await caught_up(lines, (3 + 2 * n) * queued)
         bases.append(bare_loop(broker.port, payloads))
+        await caught_up(lines, (4 + 2 * n) * queued)
     store.close()
     await asyncio.sleep(1.0)
     sub.terminate()
@@ -188,7 +203,11 @@ async def run(n_readings: int, n_alerts: int, rounds: int, workdir: Path) -> dic
         "baseline_msgs_per_s": round(statistics.median(base_rates), 1),
         "ratio": round(statistics.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
+        "drain_s": [round(d, 3) for d in drains],
+        "baseline_s": [round(b, 3) for b in bases],
         "target_ratio": 0.7,
+        "cpu_us_per_msg": round(statistics.median(CPU["drain"]) / queued * 1e6, 1),
+        "baseline_cpu_us_per_msg": round(statistics.median(CPU["bare"]) / len(payloads) * 1e6, 1),
         "lost": lost_alerts + lost_readings,
         "lost_alerts": lost_alerts,
         "lost_readings": lost_readings,
@@ -211,11 +230,12 @@ def bare_loop(port: int, payloads: list[bytes]) -> float:
     c.connect("127.0.0.1", port)
     c.loop_start()
     time.sleep(0.2)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     for i, p in enumerate(payloads):
         c.publish(f"bench/baseline/{i % 2}", p, qos=1)
     done.wait(300)
     elapsed = time.monotonic() - t0
+    CPU["bare"].append(time.process_time() - c0)
     c.disconnect()
     c.loop_stop()
     return elapsed

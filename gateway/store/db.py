@@ -527,6 +527,22 @@ class Store:
             ids = [r[0] for r in self.conn.execute(sql + " ORDER BY ts LIMIT ?", (limit,))]
             return [a for a in (_alert_row(self.conn, i) for i in ids) if a is not None]
 
+    def open_alerts(self, severity: Severity | None = None, limit: int = 1000) -> list[Alert]:
+        """Alerts not yet acknowledged, cancelled or resolved, oldest first, in one query
+        (the escalation looks at them every few seconds)."""
+        sql = (
+            "SELECT id, type, severity, ts, sensor_id, sensor_kind, room, evidence, state, mono,"
+            " boot_id, synced FROM alerts"
+            " WHERE state NOT IN ('acknowledged', 'cancelled', 'resolved')"
+        )
+        args: list[Any] = []
+        if severity is not None:
+            sql += " AND severity = ?"
+            args.append(severity.value)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY ts LIMIT ?", [*args, limit]).fetchall()
+        return [_alert_from(r) for r in rows]
+
     def alert_history(self, alert_id: str) -> list[tuple[AlertState, datetime, str | None]]:
         with self._lock:
             rows = self.conn.execute(
@@ -660,10 +676,11 @@ class Store:
             return
         now = rfc3339(utc_now())
         with self._tx() as conn:
-            conn.executemany(
-                "UPDATE outbox SET delivered_ts=? WHERE seq=? AND delivered_ts IS NULL",
-                [(now, s) for s in seqs],
-            )
+            for i in range(0, len(seqs), 500):
+                part = seqs[i : i + 500]
+                marks = ",".join("?" * len(part))
+                sql = f"UPDATE outbox SET delivered_ts=? WHERE seq IN ({marks}) AND delivered_ts IS NULL"  # noqa: S608, E501 - only placeholders
+                conn.execute(sql, [now, *part])
             conn.executemany(
                 "INSERT INTO alert_states(alert_id, state, ts, note) VALUES (?,?,?,NULL)",
                 [(a, AlertState.DELIVERED.value, now) for a in ids],
@@ -786,6 +803,10 @@ def _alert_row(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     ).fetchone()
     if r is None:
         return None
+    return _alert_from(r)
+
+
+def _alert_from(r: Sequence[Any]) -> Alert:
     return Alert(
         id=r[0],
         type=AlertType(r[1]),

@@ -55,8 +55,7 @@ class Escalator:
             await asyncio.sleep(self.period_s)
 
     async def check(self) -> None:
-        alerts = await self.up.db(self.up.store.alerts, open_only=True)
-        open_critical = [a for a in alerts if a.severity is Severity.CRITICAL]
+        open_critical = await self.up.db(self.up.store.open_alerts, Severity.CRITICAL)
         live = {a.id for a in open_critical}
         for gone in set(self._track) - live:
             del self._track[gone]
