@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import ssl
 import threading
 import time
 from collections import deque
@@ -52,6 +51,7 @@ from gateway.uplink.mqtt import (
     Endpoint,
     Incoming,
     ProtocolUnanswered,
+    tls_context,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def endpoint_from_config(cfg: Config) -> Endpoint:
     secure = parts.scheme in ("mqtts", "ssl")
     tls = None
     if secure:
-        tls = ssl.create_default_context(cafile=u.tls_ca)
+        tls = tls_context(u.tls_ca)
         if u.tls_cert and u.tls_key:
             tls.load_cert_chain(u.tls_cert, u.tls_key)
         if u.tls_insecure:

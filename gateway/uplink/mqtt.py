@@ -23,6 +23,7 @@ import logging
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,33 @@ class ConnectRefused(UplinkError):
 
 class ProtocolUnanswered(UplinkError):
     """The TCP connection opened but no CONNACK came: maybe an MQTT 3.1.1-only broker."""
+
+
+class TLSContext(ssl.SSLContext):
+    """An SSLContext that remembers the sockets it wrapped: when the handshake fails
+    (an untrusted certificate), paho leaves the wrapped socket open, and we close it."""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        self.__dict__.setdefault("wrapped", weakref.WeakSet()).add(wrapped)
+        return wrapped
+
+    def close_stray(self, keep: object) -> None:
+        for s in list(self.__dict__.get("wrapped", ())):
+            if s is not keep:
+                with contextlib.suppress(OSError):
+                    s.close()
+                self.__dict__["wrapped"].discard(s)
+
+
+def tls_context(cafile: str | None) -> TLSContext:
+    """Verify the broker's certificate and host name against ``cafile`` or the system CAs."""
+    ctx = TLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.load_default_certs()
+    return ctx
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +178,8 @@ class Connection:
         try:
             await self._loop.run_in_executor(None, self._blocking_connect)
         except (OSError, ssl.SSLError, ValueError) as exc:
+            if isinstance(self.endpoint.tls, TLSContext):
+                self.endpoint.tls.close_stray(keep=self.client.socket())
             self._mark_closed()
             raise UplinkError(
                 f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}"
