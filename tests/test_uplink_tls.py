@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import Broker
+from conftest import Broker, free_port
 from paho.mqtt.enums import CallbackAPIVersion
 from uplink_helpers import alert, make_config
 
@@ -182,3 +184,42 @@ async def test_mqtt_311(mosquitto, store):
     finally:
         await uplink.close()
     assert task.done()
+
+
+async def test_auto_falls_back_to_311_on_a_broker_without_mqtt5(tmp_path, store):
+    amqtt = Path(sys.executable).parent / "amqtt"
+    if not amqtt.exists():
+        pytest.skip("amqtt (an MQTT 3.1.1-only broker) is not installed")
+    port = free_port()
+    conf = tmp_path / "amqtt.yaml"
+    conf.write_text(
+        f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+        "auth:\n  allow-anonymous: true\n  plugins: ['auth_anonymous']\n"
+        "topic-check:\n  enabled: false\n"
+    )
+    with open(tmp_path / "amqtt.log", "wb") as log:
+        proc = subprocess.Popen([str(amqtt), "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "amqtt did not start"
+                time.sleep(0.1)
+        row = store.commit_alert(alert(Severity.CRITICAL))
+        uplink = Uplink(make_config(None, broker_url=f"mqtt://127.0.0.1:{port}"), store)
+        task = asyncio.create_task(uplink.run())
+        try:
+            assert await uplink.wait_delivered(row.seq, 20)
+            conn = uplink._conn
+            assert conn is not None
+            assert conn.protocol == "3.1.1"
+            assert uplink.stats.connect_failures >= 1  # the MQTT 5 attempt
+        finally:
+            await uplink.close()
+        assert task.done()
+    finally:
+        proc.terminate()
+        proc.wait(10)
