@@ -43,7 +43,10 @@ class Mosquitto:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.02)
         raise RuntimeError("mosquitto did not start")
@@ -100,7 +103,9 @@ def subscriber(port: int, *topics: str) -> subprocess.Popen[str]:
     """A platform-side subscriber in its own process; prints ``mono topic key n`` lines."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SUBSCRIBER, str(port), *topics],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":

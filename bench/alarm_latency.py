@@ -42,7 +42,9 @@ from gateway.uplink import Uplink
 def rule(reading: Reading) -> Alert | None:
     """The emergency-button rule, as the detectors apply it."""
     if reading.kind is ReadingKind.BUTTON and reading.value == "press":
-        return Alert.raise_(AlertType.EMERGENCY_BUTTON, Clock(assume_synced=True).now(), room="bedroom")
+        return Alert.raise_(
+            AlertType.EMERGENCY_BUTTON, Clock(assume_synced=True).now(), room="bedroom"
+        )
     return None
 
 
@@ -69,7 +71,9 @@ async def run(n: int, workdir: Path) -> dict[str, object]:
     store = Store(workdir / "anxin.db", budget_bytes=256 * MB, reserve_bytes=MB).open()
     cfg = Config(
         gateway=GatewayConfig(id="bench-gw", home="bench-home"),
-        uplink=UplinkConfig(broker_url=broker.url, escalate_after_s=3600, telemetry_interval_s=3600),
+        uplink=UplinkConfig(
+            broker_url=broker.url, escalate_after_s=3600, telemetry_interval_s=3600
+        ),
     )
     uplink = Uplink(cfg, store)
     up_task = asyncio.create_task(uplink.run())
@@ -86,7 +90,7 @@ async def run(n: int, workdir: Path) -> dict[str, object]:
     base: list[float] = []
     fsyncs: list[float] = []
     try:
-        while not uplink.connected:
+        while not uplink.connected:  # noqa: ASYNC110 - the harness polls state the uplink changes
             await asyncio.sleep(0.01)
         stamp = Clock(assume_synced=True)
         for i in range(n + 20):  # the first 20 of each warm up and are not counted
