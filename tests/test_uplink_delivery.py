@@ -157,3 +157,19 @@ def test_unusable_broker_url_still_builds(tmp_path: Path) -> None:
         assert up.endpoint.tls is not None
     finally:
         s.close()
+
+
+async def test_alerts_still_go_when_status_cannot_take_a_seq(mosquitto, store, platform, monkeypatch):
+    import sqlite3
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "record_sent", full)
+    row = store.commit_alert(alert())
+    uplink = Uplink(make_config(mosquitto), store)
+    async with running(uplink):
+        assert await uplink.wait_delivered(row.seq, 10)
+        await until(lambda: len(platform.of("/status")) >= 1)
+    assert platform.of("/status")[0]["state"] == "online"
+    platform.validate_all()

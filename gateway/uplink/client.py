@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -32,10 +33,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gateway import __version__
-from gateway.clock import Clock
+from gateway.clock import Clock, utc_now
 from gateway.config import Config
 from gateway.errors import AnxinError, UplinkError
-from gateway.model import AlertState
+from gateway.model import AlertState, new_id
 from gateway.notify.base import LoggingNotifier, Notifier
 from gateway.store import OutboxRow, Store
 from gateway.uplink import contract
@@ -136,6 +137,7 @@ class Uplink:
         self._backoff = Backoff(cfg.uplink.reconnect_min_s, cfg.uplink.reconnect_max_s)
         self._will: bytes | None = None
         self._fresh = True
+        self._last_seq = 1
         self._ahead: deque[tuple[OutboxRow, bytes | None]] = deque()
         self._announce = announce
         self._escalate = escalate
@@ -413,7 +415,14 @@ class Uplink:
             **body,
             "clock": contract.clock_block(stamp.synced, stamp.monotonic_s, stamp.boot_id),
         }
-        row = await self.db(self.store.record_sent, kind, body)
+        try:
+            row = await self.db(self.store.record_sent, kind, body)
+        except (sqlite3.Error, AnxinError) as exc:
+            # A full or failing disk must not keep the alerts from going out: this message
+            # goes without a stored seq (it repeats the last one known) and the log says so.
+            log.error("uplink: could not take a seq for %s: %s", kind, exc)  # noqa: TRY400 - expected disk trouble
+            row = OutboxRow(self._last_seq, new_id(), kind, 9, None, body, utc_now(), 0)
+        self._last_seq = max(self._last_seq, row.seq)
         return contract.dumps(self._payload(row))
 
     async def _publish_status(self, conn: Connection, state: str) -> None:
@@ -547,6 +556,7 @@ class Uplink:
                 return
             rows.popleft()
             self._inflight[mid] = row
+            self._last_seq = max(self._last_seq, row.seq)
             self.stats.published += 1
             self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(self._inflight))
             room -= 1
