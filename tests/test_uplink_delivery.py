@@ -159,7 +159,9 @@ def test_unusable_broker_url_still_builds(tmp_path: Path) -> None:
         s.close()
 
 
-async def test_alerts_still_go_when_status_cannot_take_a_seq(mosquitto, store, platform, monkeypatch):
+async def test_alerts_still_go_when_status_cannot_take_a_seq(
+    mosquitto, store, platform, monkeypatch
+):
     import sqlite3
 
     def full(*args, **kwargs):
