@@ -14,7 +14,7 @@ from uplink_helpers import Subscriber, alert, make_config
 
 from gateway.clock import Clock
 from gateway.model import AlertState, Reading, ReadingKind, Severity
-from gateway.store import Store
+from gateway.store import OutboxRow, Store
 from gateway.uplink import Uplink
 from gateway.uplink.contract import EVENT_CURSOR
 
@@ -175,3 +175,18 @@ async def test_alerts_still_go_when_status_cannot_take_a_seq(
         await until(lambda: len(platform.of("/status")) >= 1)
     assert platform.of("/status")[0]["state"] == "online"
     platform.validate_all()
+
+
+async def test_wake_from_another_thread(mosquitto, store, platform):
+    uplink = Uplink(make_config(mosquitto), store)
+    async with running(uplink):
+        await until(lambda: uplink.connected)
+        await asyncio.sleep(0.05)  # the drain is now waiting for a wake (or its 1 s look)
+
+        def commit_and_wake() -> OutboxRow:
+            row = store.commit_alert(alert())
+            uplink.wake()
+            return row
+
+        row = await asyncio.to_thread(commit_and_wake)
+        assert await uplink.wait_delivered(row.seq, 10)
