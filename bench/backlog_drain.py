@@ -40,9 +40,10 @@ import paho.mqtt.client as paho
 from _mqtt import Mosquitto, subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.clock import parse_rfc3339
 from gateway.config import Config, GatewayConfig, UplinkConfig
 from gateway.model import Alert, AlertType, Reading, ReadingKind, Severity
-from gateway.store import MB, Store
+from gateway.store import MB, OutboxRow, Store
 from gateway.uplink import Uplink
 from gateway.uplink.contract import EVENT_CURSOR
 
@@ -163,6 +164,8 @@ async def run(n_readings: int, n_alerts: int, rounds: int, workdir: Path) -> dic
     while store.counter(EVENT_CURSOR) < last:  # noqa: ASYNC110 - the harness polls state the uplink changes
         await asyncio.sleep(0.05)
     queued = store.pending_count()
+    with store._tx() as conn:  # a copy, to queue the same messages again for the repeats
+        conn.execute("CREATE TABLE bench_copy AS SELECT * FROM outbox WHERE delivered_ts IS NULL")
     # --- the broker comes back: the real drain, then repeats of it beside the baseline
     broker.start()
     drains = [await drain(uplink, store, queued)]
@@ -173,17 +176,24 @@ async def run(n_readings: int, n_alerts: int, rounds: int, workdir: Path) -> dic
     await caught_up(lines, queued)
     n_first = len(lines)
     rows = store.conn.execute(
-        "SELECT seq FROM outbox WHERE kind IN ('alert', 'event') ORDER BY priority, seq"
+        "SELECT seq, msg_id, kind, priority, ref, body, created_ts FROM bench_copy"
+        " ORDER BY priority, seq"
     ).fetchall()
     payloads = [
-        json.dumps(uplink._payload(store.outbox_row(seq)), separators=(",", ":")).encode()  # type: ignore[arg-type]
-        for (seq,) in rows
+        json.dumps(
+            uplink._payload(
+                OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), parse_rfc3339(r[6]), 0)
+            ),
+            separators=(",", ":"),
+        ).encode()
+        for r in rows
     ]
     bases = [bare_loop(broker.port, payloads)]
     await caught_up(lines, 2 * queued)
     for n in range(rounds - 1):
         with store._tx() as conn:  # queue the same messages again
-            conn.execute("UPDATE outbox SET delivered_ts=NULL WHERE kind IN ('alert', 'event')")
+            conn.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM bench_copy)")
+            conn.execute("INSERT INTO outbox SELECT * FROM bench_copy")
         uplink, up_task = make_uplink(cfg, store)
         drains.append(await drain(uplink, store, queued))
         await uplink.close()

@@ -96,6 +96,12 @@ async def test_readings_become_event_batches_with_a_durable_cursor(mosquitto, st
     assert events[0]["readings"][0]["sensor"] == "door-1"
     assert events[0]["clock"]["synced"] is False
     assert store.counter(EVENT_CURSOR) == store.last_reading_id()
+    # Delivered batches leave the outbox (the readings stay): no 30 kB rewrite to mark them.
+    await until(
+        lambda: store.conn.execute("SELECT COUNT(*) FROM outbox WHERE kind='event'").fetchone()[0]
+        == 0
+    )
+    assert len(store.readings_after(0, 1000)) == 450
     platform.validate_all()
 
 

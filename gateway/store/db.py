@@ -667,15 +667,27 @@ class Store:
                 [(now, s) for s in seqs],
             )
 
-    def mark_delivered_recording(self, seqs: Iterable[int], alert_ids: Iterable[str]) -> None:
+    def mark_delivered_recording(
+        self, seqs: Iterable[int], alert_ids: Iterable[str], *, drop: Iterable[int] = ()
+    ) -> None:
         """Mark rows delivered and record ``delivered`` in the history of ``alert_ids``, in
-        one commit: the uplink's batch after a run of PUBACKs costs one fsync, not one each."""
+        one commit: the uplink's batch after a run of PUBACKs costs one fsync, not one each.
+
+        Rows in ``drop`` are deleted instead (the uplink's event batches: the readings stay
+        in ``readings``). Setting ``delivered_ts`` makes SQLite rewrite the whole record,
+        and a batch of 200 readings is ~30 kB of overflow pages written to the WAL again
+        only to say "sent"; deleting it writes a few freelist pages."""
         seqs = list(seqs)
         ids = list(alert_ids)
-        if not seqs and not ids:
+        dropped = list(drop)
+        if not seqs and not ids and not dropped:
             return
         now = rfc3339(utc_now())
         with self._tx() as conn:
+            for i in range(0, len(dropped), 500):
+                part = dropped[i : i + 500]
+                marks = ",".join("?" * len(part))
+                conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", part)  # noqa: S608 - only placeholders
             for i in range(0, len(seqs), 500):
                 part = seqs[i : i + 500]
                 marks = ",".join("?" * len(part))

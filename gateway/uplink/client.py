@@ -678,7 +678,11 @@ class Uplink:
             for r in batch
             if r.kind == "alert" and r.body.get("state") == AlertState.RAISED.value and r.ref
         ]
-        self.store.mark_delivered_recording((r.seq for r in batch), raised)
+        self.store.mark_delivered_recording(
+            (r.seq for r in batch if r.kind != "event"),
+            raised,
+            drop=[r.seq for r in batch if r.kind == "event"],
+        )
 
     # ------------------------------------------------------------------ events
 
