@@ -14,7 +14,7 @@ from uplink_helpers import Subscriber, alert, make_config
 
 from gateway.clock import Clock
 from gateway.model import AlertState, Reading, ReadingKind, Severity
-from gateway.store import Store
+from gateway.store import OutboxRow, Store
 from gateway.uplink import Uplink
 from gateway.uplink.contract import EVENT_CURSOR
 
@@ -96,6 +96,12 @@ async def test_readings_become_event_batches_with_a_durable_cursor(mosquitto, st
     assert events[0]["readings"][0]["sensor"] == "door-1"
     assert events[0]["clock"]["synced"] is False
     assert store.counter(EVENT_CURSOR) == store.last_reading_id()
+    # Delivered batches leave the outbox (the readings stay): no 30 kB rewrite to mark them.
+    await until(
+        lambda: store.conn.execute("SELECT COUNT(*) FROM outbox WHERE kind='event'").fetchone()[0]
+        == 0
+    )
+    assert len(store.readings_after(0, 1000)) == 450
     platform.validate_all()
 
 
@@ -157,3 +163,36 @@ def test_unusable_broker_url_still_builds(tmp_path: Path) -> None:
         assert up.endpoint.tls is not None
     finally:
         s.close()
+
+
+async def test_alerts_still_go_when_status_cannot_take_a_seq(
+    mosquitto, store, platform, monkeypatch
+):
+    import sqlite3
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "record_sent", full)
+    row = store.commit_alert(alert())
+    uplink = Uplink(make_config(mosquitto), store)
+    async with running(uplink):
+        assert await uplink.wait_delivered(row.seq, 10)
+        await until(lambda: len(platform.of("/status")) >= 1)
+    assert platform.of("/status")[0]["state"] == "online"
+    platform.validate_all()
+
+
+async def test_wake_from_another_thread(mosquitto, store, platform):
+    uplink = Uplink(make_config(mosquitto), store)
+    async with running(uplink):
+        await until(lambda: uplink.connected)
+        await asyncio.sleep(0.05)  # the drain is now waiting for a wake (or its 1 s look)
+
+        def commit_and_wake() -> OutboxRow:
+            row = store.commit_alert(alert())
+            uplink.wake()
+            return row
+
+        row = await asyncio.to_thread(commit_and_wake)
+        assert await uplink.wait_delivered(row.seq, 10)

@@ -135,3 +135,28 @@ async def test_full_inflight_window_respects_receive_maximum(broker, store, plat
 
 def test_store_fixture_is_separate(store: Store) -> None:
     assert store.pending_count() == 0
+
+
+async def test_broker_killed_with_messages_in_flight(broker, store, platform):
+    """Messages the broker never acknowledged are sent again: marking on publish (not on
+    PUBACK) would lose every one of them here."""
+    uplink = Uplink(make_config(broker, reconnect_min_s=0.05, reconnect_max_s=0.3), store)
+    task = asyncio.create_task(uplink.run())
+    committed = [store.commit_alert(alert(Severity.CRITICAL, i)) for i in range(5)]
+    try:
+        await until(lambda: len(platform.of("/alert")) >= 5)
+        await asyncio.sleep(1.2)  # the broker's autosave keeps the subscriber's session
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        committed += [store.commit_alert(alert(Severity.WARNING, i)) for i in range(30)]
+        uplink.wake()
+        await until(lambda: len(uplink._inflight) == 20, 10)
+        assert store.pending_count() == 30
+        await asyncio.to_thread(broker.kill)  # the stopped broker dies with them unread
+        await asyncio.to_thread(broker.start)
+        await until(lambda: store.pending_count() == 0)
+        await until(lambda: len({m["id"] for m in platform.of("/alert")}) >= 35)
+    finally:
+        await uplink.close()
+    assert task.done()
+    check_no_loss_in_order(committed, platform)

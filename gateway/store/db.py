@@ -665,6 +665,22 @@ class Store:
             ids = [r[0] for r in self.conn.execute(sql + " ORDER BY ts LIMIT ?", (limit,))]
             return [a for a in (_alert_row(self.conn, i) for i in ids) if a is not None]
 
+    def open_alerts(self, severity: Severity | None = None, limit: int = 1000) -> list[Alert]:
+        """Alerts not yet acknowledged, cancelled or resolved, oldest first, in one query
+        (the escalation looks at them every few seconds)."""
+        sql = (
+            "SELECT id, type, severity, ts, sensor_id, sensor_kind, room, evidence, state, mono,"
+            " boot_id, synced FROM alerts"
+            " WHERE state NOT IN ('acknowledged', 'cancelled', 'resolved')"
+        )
+        args: list[Any] = []
+        if severity is not None:
+            sql += " AND severity = ?"
+            args.append(severity.value)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY ts LIMIT ?", [*args, limit]).fetchall()
+        return [_alert_from(r) for r in rows]
+
     def alert_history(self, alert_id: str) -> list[tuple[AlertState, datetime, str | None]]:
         with self._lock:
             rows = self.conn.execute(
@@ -769,6 +785,38 @@ class Store:
             for r in rows
         ]
 
+    def pending_raw(
+        self, limit: int = 100, *, after: tuple[int, int] | None = None
+    ) -> list[tuple[OutboxRow, str]]:
+        """Like :meth:`pending`, with each body as its stored JSON text too.
+
+        Only alert bodies are parsed (the uplink reads their state); the others come back
+        with an empty ``body`` so a batch of readings is sent without being decoded and
+        encoded again."""
+        sql = (
+            "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts FROM outbox"
+            " WHERE delivered_ts IS NULL"
+        )
+        args: list[Any] = []
+        if after is not None:
+            sql += " AND (priority > ? OR (priority = ? AND seq > ?))"
+            args += [after[0], after[0], after[1]]
+        sql += " ORDER BY priority, seq LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        return [
+            (
+                OutboxRow(
+                    r[0], r[1], r[2], r[3], r[4],
+                    json.loads(r[5]) if r[2] == "alert" else {},
+                    _dt_req(r[6]), r[7],
+                ),
+                r[5],
+            )
+            for r in rows
+        ]
+
     def pending_count(self) -> int:
         with self._lock:
             return int(
@@ -786,6 +834,37 @@ class Store:
             conn.executemany(
                 "UPDATE outbox SET delivered_ts=? WHERE seq=? AND delivered_ts IS NULL",
                 [(now, s) for s in seqs],
+            )
+
+    def mark_delivered_recording(
+        self, seqs: Iterable[int], alert_ids: Iterable[str], *, drop: Iterable[int] = ()
+    ) -> None:
+        """Mark rows delivered and record ``delivered`` in the history of ``alert_ids``, in
+        one commit: the uplink's batch after a run of PUBACKs costs one fsync, not one each.
+
+        Rows in ``drop`` are deleted instead (the uplink's event batches: the readings stay
+        in ``readings``). Setting ``delivered_ts`` makes SQLite rewrite the whole record,
+        and a batch of 200 readings is ~30 kB of overflow pages written to the WAL again
+        only to say "sent"; deleting it writes a few freelist pages."""
+        seqs = list(seqs)
+        ids = list(alert_ids)
+        dropped = list(drop)
+        if not seqs and not ids and not dropped:
+            return
+        now = rfc3339(utc_now())
+        with self._tx() as conn:
+            for i in range(0, len(dropped), 500):
+                part = dropped[i : i + 500]
+                marks = ",".join("?" * len(part))
+                conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", part)  # noqa: S608 - only placeholders
+            for i in range(0, len(seqs), 500):
+                part = seqs[i : i + 500]
+                marks = ",".join("?" * len(part))
+                sql = f"UPDATE outbox SET delivered_ts=? WHERE seq IN ({marks}) AND delivered_ts IS NULL"  # noqa: S608, E501 - only placeholders
+                conn.execute(sql, [now, *part])
+            conn.executemany(
+                "INSERT INTO alert_states(alert_id, state, ts, note) VALUES (?,?,?,NULL)",
+                [(a, AlertState.DELIVERED.value, now) for a in ids],
             )
 
     def mark_attempt(self, seqs: Iterable[int]) -> None:
@@ -921,6 +1000,10 @@ def _alert_row(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     ).fetchone()
     if r is None:
         return None
+    return _alert_from(r)
+
+
+def _alert_from(r: Sequence[Any]) -> Alert:
     return Alert(
         id=r[0],
         type=AlertType(r[1]),

@@ -55,8 +55,7 @@ class Escalator:
             await asyncio.sleep(self.period_s)
 
     async def check(self) -> None:
-        alerts = await self.up.db(self.up.store.alerts, open_only=True)
-        open_critical = [a for a in alerts if a.severity is Severity.CRITICAL]
+        open_critical = await self.up.db(self.up.store.open_alerts, Severity.CRITICAL)
         live = {a.id for a in open_critical}
         for gone in set(self._track) - live:
             del self._track[gone]
@@ -95,7 +94,11 @@ class Escalator:
         note = f"attempt {track.attempts}: " + (
             ", ".join(reached) if reached else "no notifier reached"
         )
-        await self.up.db(self.up.store.record_alert_state, alert.id, AlertState.ESCALATED, note)
+        # Notified first, recorded after: a crash between the two repeats a notification
+        # rather than skipping one. Shielded so a shutdown cannot drop the record.
+        await asyncio.shield(
+            self.up.db(self.up.store.record_alert_state, alert.id, AlertState.ESCALATED, note)
+        )
 
 
 def _age_s(alert: Alert) -> float:

@@ -23,6 +23,7 @@ import logging
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,33 @@ class ConnectRefused(UplinkError):
 
 class ProtocolUnanswered(UplinkError):
     """The TCP connection opened but no CONNACK came: maybe an MQTT 3.1.1-only broker."""
+
+
+class TLSContext(ssl.SSLContext):
+    """An SSLContext that remembers the sockets it wrapped: when the handshake fails
+    (an untrusted certificate), paho leaves the wrapped socket open, and we close it."""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        self.__dict__.setdefault("wrapped", weakref.WeakSet()).add(wrapped)
+        return wrapped
+
+    def close_stray(self, keep: object) -> None:
+        for s in list(self.__dict__.get("wrapped", ())):
+            if s is not keep:
+                with contextlib.suppress(OSError):
+                    s.close()
+                self.__dict__["wrapped"].discard(s)
+
+
+def tls_context(cafile: str | None) -> TLSContext:
+    """Verify the broker's certificate and host name against ``cafile`` or the system CAs."""
+    ctx = TLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.load_default_certs()
+    return ctx
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,7 @@ class Connection:
         on_publish: OnPublish,
         on_message: OnMessage,
         on_lost: Callable[[], None],
+        after_read: Callable[[], None] | None = None,
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.endpoint = endpoint
@@ -107,6 +136,7 @@ class Connection:
         self._on_publish_cb = on_publish
         self._on_message_cb = on_message
         self._on_lost_cb = on_lost
+        self._after_read = after_read
         self._keepalive_s = keepalive_s
         self._fds: set[int] = set()
         self._writers: set[int] = set()
@@ -148,6 +178,8 @@ class Connection:
         try:
             await self._loop.run_in_executor(None, self._blocking_connect)
         except (OSError, ssl.SSLError, ValueError) as exc:
+            if isinstance(self.endpoint.tls, TLSContext):
+                self.endpoint.tls.close_stray(keep=self.client.socket())
             self._mark_closed()
             raise UplinkError(
                 f"cannot reach {self.endpoint.host}:{self.endpoint.port}: {exc}"
@@ -236,6 +268,16 @@ class Connection:
             if self.client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
             sock = self.client.socket()
+        # Outside paho's callbacks now: let the owner publish what the PUBACKs just made
+        # room for, and write it at once rather than one loop turn later.
+        if self._after_read is not None and self.connected:
+            self._after_read()
+        self.flush_writes()
+
+    def flush_writes(self) -> None:
+        """Write what paho has queued now; the selector takes over if the socket is full."""
+        if self.client.want_write() and self.client.socket() is not None:
+            self.client.loop_write()
 
     def _do_write(self) -> None:
         self.client.loop_write()
