@@ -860,7 +860,7 @@ class Store:
             for i in range(0, len(seqs), 500):
                 part = seqs[i : i + 500]
                 marks = ",".join("?" * len(part))
-                sql = f"UPDATE outbox SET delivered_ts=? WHERE seq IN ({marks}) AND delivered_ts IS NULL"  # noqa: S608, E501 - only placeholders
+                sql = f"UPDATE outbox SET delivered_ts=? WHERE seq IN ({marks}) AND delivered_ts IS NULL"  # noqa: S608 - only placeholders
                 conn.execute(sql, [now, *part])
             conn.executemany(
                 "INSERT INTO alert_states(alert_id, state, ts, note) VALUES (?,?,?,NULL)",
