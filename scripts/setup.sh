@@ -27,7 +27,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 if [ "$extra" = "dev" ]; then
   .venv/bin/python -m pip install -q -e ".[dev]"
 else
