@@ -24,13 +24,14 @@ from typing import Protocol
 
 from drivers.base import Driver
 from gateway import __version__
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
 from gateway.model import Alert, AlertState, Reading, ReadingKind
 from gateway.store import MB, Store
 from gateway.store.aio import AsyncStore
-from gateway.supervise import Backoff, TaskHealth, supervise
+from gateway.supervise import TaskHealth, supervise
 from gateway.systemd import SdNotifier, watchdog_interval_s
 
 log = logging.getLogger(__name__)

@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with full jitter."""
-
-    min_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.min_s * self.factor**self.attempt)
-        self.attempt += 1
-        return self.min_s / 2 + self.rng.uniform(0, ceiling - self.min_s / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass(slots=True)
@@ -56,7 +38,7 @@ async def supervise(
 ) -> None:
     """Run ``factory()`` until it returns (done) or is cancelled; restart it when it fails."""
     health = health or TaskHealth(name)
-    backoff = backoff or Backoff()
+    backoff = backoff or Backoff(0.5, 30.0)
     while True:
         health.running = True
         health.started_mono = time.monotonic()

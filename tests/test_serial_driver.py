@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from drivers.serial import bedpad, ld2410, mr60
-from drivers.serial.driver import Backoff, SerialDriver, build_serial_drivers
+from drivers.serial.driver import SerialDriver, build_serial_drivers
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError
 from gateway.model import Reading, ReadingKind, Sensor, SensorKind, Transport
 from gateway.store import Store
@@ -329,18 +330,6 @@ def test_build_drivers_groups_433_sensors_by_receiver() -> None:
         build_serial_drivers([port_sensor("r", "/dev/x", "ld2411", SensorKind.RADAR_PRESENCE)])
     with pytest.raises(ConfigError, match="SOURCE:PROTOCOL:ID"):
         build_serial_drivers([rx1, radio("c", "ev1527-01", SensorKind.BUTTON)])
-
-
-def test_backoff_grows_with_jitter_and_resets() -> None:
-    import random
-
-    b = Backoff(0.5, 8.0, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(8)]
-    assert all(0.25 <= d <= 8.0 for d in delays)
-    assert max(delays[4:]) > max(delays[:2])
-    assert len(set(delays)) == len(delays)  # jittered, not a fixed ladder
-    b.reset()
-    assert b.next_delay() <= 0.5
 
 
 async def test_inbox_is_bounded_and_keeps_the_newest_bytes() -> None:

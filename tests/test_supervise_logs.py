@@ -4,19 +4,10 @@ import asyncio
 import io
 import json
 import logging
-import random
 
 from gateway import logs
-from gateway.supervise import Backoff, TaskHealth, supervise
-
-
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    b = Backoff(min_s=1, max_s=8, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(10)]
-    assert all(0.5 <= d <= 8 for d in delays)
-    assert max(delays[5:]) > max(delays[:1])
-    b.reset()
-    assert b.next_delay() <= 1
+from gateway.backoff import Backoff
+from gateway.supervise import TaskHealth, supervise
 
 
 async def test_supervise_restarts_until_success() -> None:

@@ -12,10 +12,10 @@ import yaml
 from jsonschema import ValidationError
 from uplink_helpers import SCHEMAS, alert, validate
 
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.model import Reading, ReadingKind, Severity
 from gateway.store import alert_body
-from gateway.uplink.backoff import Backoff
 from gateway.uplink.contract import (
     Topics,
     event_body,
@@ -140,12 +140,12 @@ def test_topics() -> None:
 
 def test_backoff_grows_with_jitter_within_bounds_and_resets() -> None:
     b = Backoff(0.5, 30.0, rng=random.Random(7))
-    delays = [b.next() for _ in range(12)]
+    delays = [b.next_delay() for _ in range(12)]
     assert all(0.5 <= d <= 30.0 for d in delays)
     assert max(delays[:3]) <= 2.0  # 0.5, 1, 2 ceilings
     assert len({round(d, 6) for d in delays}) == len(delays), "jittered, not fixed steps"
     assert max(delays[8:]) > 4.0
     b.reset()
-    assert b.next() <= 0.5 + 1e-9
+    assert b.next_delay() <= 0.5 + 1e-9
     with pytest.raises(ValueError, match="min_s"):
         Backoff(0, 1)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import serial
 
 from drivers.base import Driver
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.errors import ConfigError, DeviceUnavailableError, FrameError
 from gateway.model import Reading, ReadingKind, Sensor, SensorKind, Transport
@@ -99,24 +99,6 @@ class _Inbox:
         if data:
             return data
         return _Lost(lost) if lost is not None else b""
-
-
-class Backoff:
-    """Exponential backoff with full jitter, reset after a success."""
-
-    def __init__(self, min_s: float = 0.5, max_s: float = 30.0, rng: random.Random | None = None):
-        self.min_s = min_s
-        self.max_s = max_s
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        cap = min(self.max_s, self.min_s * (2**self.attempt))
-        self.attempt += 1
-        return self.min_s / 2 + self._rng.uniform(0, cap - self.min_s / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class SerialDriver(Driver):

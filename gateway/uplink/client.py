@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gateway import __version__
+from gateway.backoff import Backoff
 from gateway.clock import Clock, utc_now
 from gateway.config import Config
 from gateway.errors import AnxinError, UplinkError
@@ -40,7 +41,6 @@ from gateway.model import AlertState, new_id
 from gateway.notify.base import LoggingNotifier, Notifier
 from gateway.store import OutboxRow, Store
 from gateway.uplink import contract
-from gateway.uplink.backoff import Backoff
 from gateway.uplink.commands import CommandHandler
 from gateway.uplink.escalate import Escalator
 from gateway.uplink.mqtt import (
@@ -264,7 +264,7 @@ class Uplink:
                 raise
             except Exception:
                 log.exception("uplink %s loop failed; restarting it", name)
-                await asyncio.sleep(backoff.next())
+                await asyncio.sleep(backoff.next_delay())
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -281,7 +281,7 @@ class Uplink:
                 conn, connack = await self._open()
             except UplinkError as exc:
                 self.stats.connect_failures += 1
-                delay = self._backoff.next()
+                delay = self._backoff.next_delay()
                 log.warning("uplink: %s; retrying in %.1f s", exc, delay)
                 await self._sleep(delay)
                 continue
@@ -296,7 +296,7 @@ class Uplink:
             await self._drop(conn)
             if time.monotonic() - since > _STABLE_S:
                 self._backoff.reset()
-            delay = self._backoff.next()
+            delay = self._backoff.next_delay()
             log.warning("uplink: connection lost; reconnecting in %.1f s", delay)
             await self._sleep(delay)
 

@@ -1,4 +1,7 @@
-"""Reconnect delays: exponential with full jitter, capped, reset on success.
+"""Retry delays: exponential with full jitter, capped, reset on success.
+
+One policy for every retry in the gateway: the uplink's reconnects, a supervised task's
+restarts, a serial port that was unplugged.
 
 Full jitter (a uniform draw between the floor and the exponential ceiling) spreads the
 reconnects of 10^4 gateways after a broker restart instead of having them arrive in waves.
@@ -23,7 +26,7 @@ class Backoff:
         self.failures = 0
         self._rng = rng or random.Random()
 
-    def next(self) -> float:
+    def next_delay(self) -> float:
         """The delay before the next attempt; counts one more failure."""
         ceiling = min(self.max_s, self.min_s * self.factor ** min(self.failures, 64))
         self.failures += 1
