@@ -130,3 +130,12 @@ def test_sensors_without_interval_are_not_supervised() -> None:
     det = SupervisionDetector([quiet])
     det.tick(stamp(0))
     assert det.tick(stamp(10**6)) == []
+
+
+def test_supervision_link_down_is_not_a_sign_of_life() -> None:
+    det = SupervisionDetector([SMOKE])
+    assert det.tick(stamp(0)) == []
+    det.feed(reading("smoke1", ReadingKind.RSSI, -70, 100, heartbeat=True))
+    det.feed(reading("smoke1", ReadingKind.LINK, "down", 650))  # the receiver was unplugged
+    (a,) = det.tick(stamp(701))  # offline one interval after the last real reading
+    assert (a.type, a.sensor_id) == (AlertType.SENSOR_OFFLINE, "smoke1")

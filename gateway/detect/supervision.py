@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from gateway.clock import Stamp, rfc3339
-from gateway.model import Alert, AlertState, AlertType, Reading, Sensor
+from gateway.model import Alert, AlertState, AlertType, Reading, ReadingKind, Sensor
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ class SupervisionDetector:
     def feed(self, reading: Reading) -> Sequence[Alert]:
         sid = reading.sensor_id
         if sid not in self.sensors:
+            return []
+        if reading.kind is ReadingKind.LINK and reading.value == "down":
+            # A driver saying the device is gone is not a sign of life from it.
             return []
         self.last_seen[sid] = reading.monotonic_s
         self.last_seen_ts[sid] = rfc3339(reading.ts)
