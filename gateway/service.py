@@ -218,15 +218,17 @@ class Service:
         """Feed one reading to every detector, commit any alert, buffer the reading."""
         assert self.astore is not None
         self.stats.readings += 1
-        alerts: list[Alert] = []
         for det in self.detectors:
+            # Each detector's alerts commit before the next detector runs: a slow one (the
+            # routine detectors persist what they learn) never delays a button press.
             try:
-                alerts.extend(det.feed(reading))
+                alerts = list(det.feed(reading))
             except Exception:
                 self.stats.detector_errors += 1
                 log.exception("detector %s failed on a reading from %s", det.name, reading.sensor_id)
-        for alert in alerts:
-            await self.raise_alert(alert)
+                continue
+            for alert in alerts:
+                await self.raise_alert(alert)
         if reading.kind is not ReadingKind.ACCEL:
             # A pendant's raw 50 Hz stream is for the fall detector only: stored it would be
             # ~400k rows a day. A fall alert carries what the detector saw as its evidence.

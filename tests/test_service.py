@@ -220,3 +220,22 @@ def test_sigterm_stops_within_5s_with_readings_committed(tmp_path: Path) -> None
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
+
+
+async def test_an_alert_commits_before_later_detectors_run(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = make_cfg(tmp_path)
+    seen_by_slow: list[int] = []
+
+    class Slow(ButtonDetector):
+        name = "slow"
+
+        def feed(self, reading: Reading) -> Sequence[Alert]:
+            with Store(cfg.storage.path) as other:  # what a second reader sees on disk now
+                seen_by_slow.append(len(other.alerts()))
+            return []
+
+    svc = Service(cfg, drivers=[ListDriver([button(clock)])], detectors=[ButtonDetector(), Slow()],
+                  stop_when_drivers_done=True)
+    await asyncio.wait_for(svc.run(), 10)
+    assert seen_by_slow == [1]
