@@ -10,8 +10,10 @@ A scenario (YAML) says what the emulated home does and what must come out::
       - {at: 9, broker: start}
       - {at: 10, gateway: kill}        # SIGKILL, then restarted at once
       - {at: 12, pendant_fall: {sensor: pendant, walk_s: 3, still_s: 12}}  # a 50 Hz stream
+      - {at: 3, device: bedpad, action: occupy}   # real firmware on an emulated board
     expect:
       - {alert: emergency_button, after: 2, within_ms: 2000}
+      - {event: {sensor: bed-pad, kind: in_bed, value: true}, after: 3, within_ms: 8000}
     only_expected: true                # any other alert type fails the scenario
     ack: true                          # the rig acks critical alerts as an operator would
 
@@ -20,6 +22,24 @@ run``) on the scenario's config with the sensor steps replayed on a shared time 
 subscriber in the platform's place. Latency is from the step's time to the alert's arrival
 at the subscriber. Results: a readable report, JUnit XML and JSON. Exit status 0 only when
 every expectation held.
+
+Sensor steps (``sensor:``) are readings replayed inside the gateway process. Device steps
+(``device:``) act on the real firmware in ``firmware_stubs/`` run by the host shim as a
+process (``python -m firmware_stubs.host``), speaking the real wire protocols:
+
+* ``bedpad`` (actions ``occupy``, ``vacate``, ``unplug_mat``: the mat's voltage at the ADC):
+  its UART is a pseudo-terminal, linked as ``{bedpad_port}`` in the config; the gateway
+  opens it with its serial driver as it would ``/dev/ttyUSB0``.
+* ``button`` (actions ``press``, ``long_press``: GPIO3 to ground): its encrypted BTHome
+  adverts become ``ServiceData`` changes on a mock BlueZ (python-dbusmock's bluez5
+  template) on a private system bus; the gateway gets ``DBUS_SYSTEM_BUS_ADDRESS`` so its
+  unmodified bleak hears them. The config names ``{button_address}`` and
+  ``{secrets_file}``, which the rig writes (mode 600) with the board's bind key.
+
+The gateway then opens only the emulated transports (``--no-ble`` / ``--no-serial``; with
+no device steps, ``--no-hardware``). An ``event`` expectation is met by a reading with that
+sensor, kind and value in an ``event`` message at the subscriber (latency as for alerts).
+See ``tests/hil/bedpad_firmware.yaml`` and ``tests/hil/button_firmware.yaml``.
 
 With ``--config`` pointing at a real gateway config (real serial ports, a real BLE adapter),
 sensor steps are not emulated: the rig or a person performs them at their times.
