@@ -14,6 +14,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.hil import Result, _gateway_cmd, _judge, load_scenario
+from gateway.store import Store
 from tests.conftest import ROOT, run_cli
 
 SCENARIOS = sorted((ROOT / "tests" / "hil").glob("*.yaml"))
@@ -140,3 +141,19 @@ def test_event_expectation_judged_on_readings_at_the_platform(tmp_path: Path) ->
     result.outcomes.clear()
     _judge(result, 101.1)  # the false reading came before its cause (beyond the 0.5 s grace): missing
     assert (result.outcomes[1].ok, result.outcomes[1].detail) == (False, "expected 1 event bed-pad in_bed=false, got 0")
+
+
+def test_build_drivers_leaves_out_one_transport(tmp_path: Path, store: Store) -> None:
+    from gateway import assemble, config
+    from gateway.clock import Clock
+    from gateway.hil import DEFAULT_HOME, _render_config
+
+    cfg = config.load(_render_config(DEFAULT_HOME, tmp_path, "mqtt://127.0.0.1:1"))  # BLE and serial sensors
+
+    def kinds(**flags: bool) -> list[str]:
+        return sorted(type(d).__name__ for d in assemble.build_drivers(cfg, store, Clock(), **flags))
+
+    assert kinds() == ["BleDriver", "PendantDriver", "SerialDriver"]
+    assert kinds(ble=False) == ["SerialDriver"]
+    assert kinds(serial=False) == ["BleDriver", "PendantDriver"]
+    assert kinds(hardware=False, ble=True, serial=True) == []
