@@ -1,6 +1,8 @@
 """`anxin hil run`: every shipped scenario passes against the real gateway process and a
 real broker, with its latency budgets; the reports are machine-readable; bad scenarios are
-refused with the key that is wrong; a scenario whose expectation is not met fails."""
+refused with the key that is wrong; a scenario whose expectation is not met fails. Two of
+the scenarios run real firmware on emulated boards (bed pad on a pty, button through a mock
+BlueZ); the gateway then opens only those transports."""
 
 from __future__ import annotations
 
