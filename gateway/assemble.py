@@ -31,19 +31,23 @@ def build_drivers(
     replay_start_at: float | None = None,
     hardware: bool = True,
     on_health: Callable[[Alert], None] | None = None,
+    ble: bool = True,
+    serial: bool = True,
 ) -> list[Driver]:
     """Drivers for the configured sensors, plus a replay of a recorded session if asked.
 
     ``hardware=False`` opens no BLE adapter or serial port (replays, tests, the demo).
-    ``on_health`` receives gateway-health alerts a driver raises about itself.
+    ``ble=False`` / ``serial=False`` leave out only that transport (HIL rigs that emulate
+    one kind of hardware). ``on_health`` receives gateway-health alerts a driver raises about itself.
     """
     drivers: list[Driver] = []
     sensors = cfg.sensor_list()
-    if hardware and any(s.transport is Transport.BLE and s.kind is not SensorKind.PENDANT for s in sensors):
+    use_ble, use_serial = hardware and ble, hardware and serial
+    if use_ble and any(s.transport is Transport.BLE and s.kind is not SensorKind.PENDANT for s in sensors):
         from drivers.ble.driver import BleDriver
 
         drivers.append(BleDriver.from_config(cfg, store=store, clock=clock, on_health=on_health))
-    if hardware:
+    if use_ble:
         from drivers.ble.pendant import PendantDriver
 
         drivers.extend(
@@ -51,7 +55,7 @@ def build_drivers(
             for s in sensors
             if s.transport is Transport.BLE and s.kind is SensorKind.PENDANT
         )
-    if hardware and any(s.transport in (Transport.SERIAL, Transport.RF433) for s in sensors):
+    if use_serial and any(s.transport in (Transport.SERIAL, Transport.RF433) for s in sensors):
         from drivers.serial.driver import build_serial_drivers
 
         drivers.extend(build_serial_drivers(sensors, clock))

@@ -10,8 +10,10 @@ A scenario (YAML) says what the emulated home does and what must come out::
       - {at: 9, broker: start}
       - {at: 10, gateway: kill}        # SIGKILL, then restarted at once
       - {at: 12, pendant_fall: {sensor: pendant, walk_s: 3, still_s: 12}}  # a 50 Hz stream
+      - {at: 3, device: bedpad, action: occupy}   # real firmware on an emulated board
     expect:
       - {alert: emergency_button, after: 2, within_ms: 2000}
+      - {event: {sensor: bed-pad, kind: in_bed, value: true}, after: 3, within_ms: 8000}
     only_expected: true                # any other alert type fails the scenario
     ack: true                          # the rig acks critical alerts as an operator would
 
@@ -21,6 +23,24 @@ subscriber in the platform's place. Latency is from the step's time to the alert
 at the subscriber. Results: a readable report, JUnit XML and JSON. Exit status 0 only when
 every expectation held.
 
+Sensor steps (``sensor:``) are readings replayed inside the gateway process. Device steps
+(``device:``) act on the real firmware in ``firmware_stubs/`` run by the host shim as a
+process (``python -m firmware_stubs.host``), speaking the real wire protocols:
+
+* ``bedpad`` (actions ``occupy``, ``vacate``, ``unplug_mat``: the mat's voltage at the ADC):
+  its UART is a pseudo-terminal, linked as ``{bedpad_port}`` in the config; the gateway
+  opens it with its serial driver as it would ``/dev/ttyUSB0``.
+* ``button`` (actions ``press``, ``long_press``: GPIO3 to ground): its encrypted BTHome
+  adverts become ``ServiceData`` changes on a mock BlueZ (python-dbusmock's bluez5
+  template) on a private system bus; the gateway gets ``DBUS_SYSTEM_BUS_ADDRESS`` so its
+  unmodified bleak hears them. The config names ``{button_address}`` and
+  ``{secrets_file}``, which the rig writes (mode 600) with the board's bind key.
+
+The gateway then opens only the emulated transports (``--no-ble`` / ``--no-serial``; with
+no device steps, ``--no-hardware``). An ``event`` expectation is met by a reading with that
+sensor, kind and value in an ``event`` message at the subscriber (latency as for alerts).
+See ``tests/hil/bedpad_firmware.yaml`` and ``tests/hil/button_firmware.yaml``.
+
 With ``--config`` pointing at a real gateway config (real serial ports, a real BLE adapter),
 sensor steps are not emulated: the rig or a person performs them at their times.
 """
@@ -29,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -69,12 +90,50 @@ class ActionStep:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceStep:
+    """A stimulus for an emulated board running real firmware (``device: bedpad``)."""
+
+    at_s: float
+    device: str  # a key of FIRMWARE
+    action: str  # a key of FIRMWARE[device].actions
+
+
+@dataclass(frozen=True, slots=True)
+class Firmware:
+    """How the rig runs one device's firmware under the host shim, and what its actions do."""
+
+    folder: str  # firmware_stubs/<folder>/main.py
+    transport: str  # "serial": UART1 on a pty; "ble": adverts into a mock BlueZ
+    args: tuple[str, ...]  # extra arguments for ``python -m firmware_stubs.host``
+    actions: dict[str, tuple[str, ...]]  # action -> stdin commands of the host shim
+
+
+# Mat voltages at the bed pad's ADC (GPIO4): 1.6 V reads about 42000 counts (above ON_LEVEL
+# 20000, someone lies on it), 0.2 V about 5200 (below OFF_LEVEL, empty but plugged in),
+# 0 V an open circuit (the mat's plug pulled).
+FIRMWARE: dict[str, Firmware] = {
+    "bedpad": Firmware("bedpad", "serial", ("--adc-uv", "200000"), {
+        "occupy": ("adc 4 1600000",),
+        "vacate": ("adc 4 200000",),
+        "unplug_mat": ("adc 4 0",),
+    }),
+    "button": Firmware("button", "ble", ("--adc-uv", "1600000"), {
+        "press": ("pin 3 0", "wait 120", "pin 3 release"),
+        "long_press": ("pin 3 0", "wait 1200", "pin 3 release"),
+    }),
+}
+BUTTON_FIRMWARE_MAC = "A4:C1:38:F1:00:01"
+BUTTON_FIRMWARE_KEY = "5c2e7a91d04b3f68a1e9c7d2b4f60813"  # a test key, not a real device's
+
+
+@dataclass(frozen=True, slots=True)
 class Expectation:
-    alert: str
+    alert: str  # the alert type; for an event expectation, a label naming the reading
     after_s: float
     within_ms: float
     state: str = "raised"
     min_count: int = 1
+    event: tuple[str, str, Any] | None = None  # (sensor, kind, value) of a reading at the platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +143,16 @@ class Scenario:
     duration_s: float
     sensor_steps: tuple[SensorStep, ...]
     actions: tuple[ActionStep, ...]
+    device_steps: tuple[DeviceStep, ...]
     expect: tuple[Expectation, ...]
     only_expected: bool
     config: Path
     ack: bool
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The emulated boards this scenario runs, in a stable order."""
+        return tuple(sorted({d.device for d in self.device_steps}))
 
 
 @dataclass(slots=True)
@@ -137,6 +202,26 @@ def _num(value: Any, where: str, path: Path) -> float:
     return float(value)
 
 
+def _device_step(at: float, step: dict[str, Any], where: str, path: Path) -> DeviceStep:
+    device = str(step["device"])
+    if device not in FIRMWARE:
+        raise ConfigError(f"got {device!r}, expected one of {sorted(FIRMWARE)}", path=str(path),
+                          key=f"{where}.device")
+    action = str(_need(step, "action", where, path))
+    allowed = FIRMWARE[device].actions
+    if action not in allowed:
+        raise ConfigError(f"got {action!r}, expected one of {sorted(allowed)}", path=str(path),
+                          key=f"{where}.action")
+    return DeviceStep(at, device, action)
+
+
+def _event(spec: Any, where: str, path: Path) -> tuple[str, str, Any]:
+    if not isinstance(spec, dict):
+        raise ConfigError("expected {sensor, kind, value}", path=str(path), key=where)
+    return (str(_need(spec, "sensor", where, path)), str(_need(spec, "kind", where, path)),
+            _need(spec, "value", where, path))
+
+
 def load_scenario(path: Path) -> Scenario:
     """Parse and check a scenario file; errors name the file and the key."""
     try:
@@ -147,6 +232,7 @@ def load_scenario(path: Path) -> Scenario:
         raise ConfigError("a scenario is a YAML mapping", path=str(path))
     sensor_steps: list[SensorStep] = []
     actions: list[ActionStep] = []
+    device_steps: list[DeviceStep] = []
     for i, step in enumerate(data.get("steps") or []):
         where = f"steps[{i}]"
         if not isinstance(step, dict):
@@ -154,6 +240,9 @@ def load_scenario(path: Path) -> Scenario:
         at = _num(_need(step, "at", where, path), f"{where}.at", path)
         if "pendant_fall" in step:
             sensor_steps.extend(_pendant_fall(at, step["pendant_fall"], f"{where}.pendant_fall", path))
+            continue
+        if "device" in step:
+            device_steps.append(_device_step(at, step, where, path))
             continue
         if "broker" in step or "gateway" in step:
             target = "broker" if "broker" in step else "gateway"
@@ -173,12 +262,15 @@ def load_scenario(path: Path) -> Scenario:
         where = f"expect[{i}]"
         if not isinstance(exp, dict):
             raise ConfigError("an expectation is a mapping", path=str(path), key=where)
+        event = _event(exp["event"], f"{where}.event", path) if "event" in exp else None
         expect.append(Expectation(
-            alert=str(_need(exp, "alert", where, path)),
+            alert=f"event {event[0]} {event[1]}={json.dumps(event[2])}" if event
+            else str(_need(exp, "alert", where, path)),
             after_s=_num(_need(exp, "after", where, path), f"{where}.after", path),
             within_ms=_num(_need(exp, "within_ms", where, path), f"{where}.within_ms", path),
             state=str(exp.get("state", "raised")),
             min_count=int(exp.get("count", 1)),
+            event=event,
         ))
     config = Path(data["config"]) if data.get("config") else DEFAULT_HOME
     if not config.is_absolute():
@@ -189,6 +281,7 @@ def load_scenario(path: Path) -> Scenario:
         duration_s=_num(_need(data, "duration_s", "duration_s", path), "duration_s", path),
         sensor_steps=tuple(sorted(sensor_steps, key=lambda s: s.at_s)),
         actions=tuple(sorted(actions, key=lambda a: a.at_s)),
+        device_steps=tuple(sorted(device_steps, key=lambda d: d.at_s)),
         expect=tuple(expect),
         only_expected=bool(data.get("only_expected", True)),
         config=config,
@@ -261,11 +354,154 @@ def _write_session(path: Path, steps: tuple[SensorStep, ...]) -> None:
             fh.write(json.dumps(line) + "\n")
 
 
-def _gateway_cmd(config: Path, session: Path | None, start_at: float) -> list[str]:
+def _gateway_cmd(config: Path, session: Path | None, start_at: float, devices: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "gateway", "run", "--config", str(config)]
     if session is not None:
-        cmd += ["--replay", str(session), "--replay-start-at", f"{start_at:.6f}", "--no-hardware"]
+        cmd += ["--replay", str(session), "--replay-start-at", f"{start_at:.6f}"]
+        transports = {FIRMWARE[d].transport for d in devices}
+        if not transports:
+            cmd.append("--no-hardware")
+        if "ble" not in transports and transports:
+            cmd.append("--no-ble")
+        if "serial" not in transports and transports:
+            cmd.append("--no-serial")
     return cmd
+
+
+class MockBlueZ:
+    """python-dbusmock's bluez5 template on a private system bus: the air the gateway's bleak hears.
+
+    ``push`` is one received advertisement: a ``ServiceData`` property change on the mock
+    device, what bluetoothd emits. Needs dbus-daemon and the dev extra (python-dbusmock).
+    """
+
+    def __init__(self) -> None:
+        try:  # imported by name: optional (the dev extra), and dbus-python ships no type hints
+            dbus: Any = importlib.import_module("dbus")
+            importlib.import_module("dbus.bus")
+            dbusmock: Any = importlib.import_module("dbusmock")
+        except ImportError as exc:
+            raise ConfigError(f"BLE firmware devices need python-dbusmock and dbus-python ({exc})") from None
+        self._dbus = dbus
+        self._mockmod = dbusmock
+        self.bus = dbusmock.PrivateDBus(dbusmock.BusType.SYSTEM)
+        self.bus.start()
+        self.mock = dbusmock.SpawnedMock.spawn_with_template(
+            "bluez5", {"enable_monitor_api": True}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.conn = dbus.bus.BusConnection(self.bus.address)
+        self.control = dbus.Interface(self.conn.get_object("org.bluez", "/"), "org.bluez.Mock")
+        self.control.AddAdapter("hci0", "anxin-hil")
+        self.devices: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return str(self.bus.address)
+
+    def add_device(self, mac: str, name: str) -> None:
+        dbus = self._dbus
+        path = self.control.AddDevice("hci0", mac, name)
+        dev = dbus.Interface(self.conn.get_object("org.bluez", path), self._mockmod.MOCK_IFACE)
+        # The template declares these as arrays; BlueZ sends dictionaries (a{qv}, a{sv}).
+        dev.UpdateProperties("org.bluez.Device1", {
+            "ManufacturerData": dbus.Dictionary({}, signature="qv"),
+            "ServiceData": dbus.Dictionary({}, signature="sv"),
+        })
+        self.devices[mac] = dev
+
+    def push(self, mac: str, service_data: dict[str, bytes], rssi: int = -60) -> None:
+        dbus = self._dbus
+        data = dbus.Dictionary({u: dbus.Array(v, signature="y") for u, v in service_data.items()}, signature="sv")
+        with self._lock:
+            self.devices[mac].UpdateProperties("org.bluez.Device1", {"ServiceData": data, "RSSI": dbus.Int16(rssi)})
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.mock.terminate()
+        with contextlib.suppress(Exception):
+            self.bus.stop()
+
+
+class EmulatedBoard:
+    """One device's real firmware under the host shim, as a process (``python -m firmware_stubs.host``).
+
+    A serial device's UART1 is a pseudo-terminal; the rig links ``port`` to its slave for the
+    gateway's config. A BLE device's adverts come out on stdout and go into ``bluez``.
+    Stimuli (``FIRMWARE[device].actions``) go in on stdin.
+    """
+
+    def __init__(self, device: str, work: Path, env: dict[str, str], log: Any,
+                 bluez: MockBlueZ | None = None) -> None:
+        self.device, self.fw, self.bluez = device, FIRMWARE[device], bluez
+        flash = work / f"flash-{device}"
+        flash.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "firmware_stubs.host", self.fw.folder, "--flash", str(flash), *self.fw.args]
+        if self.fw.transport == "serial":
+            cmd += ["--pty", "--boot-after", "3"]  # pyserial flushes the input when the gateway opens it
+        else:
+            (flash / "config.py").write_text(f'KEY = "{BUTTON_FIRMWARE_KEY}"\nHEARTBEAT_S = 600\n',
+                                             encoding="utf-8")
+            cmd += ["--mac", BUTTON_FIRMWARE_MAC]
+            if bluez is not None:
+                bluez.add_device(BUTTON_FIRMWARE_MAC, "AX-BTN")
+        self.port = work / f"tty-{device}"
+        self.adverts = 0
+        self.proc = subprocess.Popen(cmd, cwd=_SOURCE_ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=log)
+        self._reader: threading.Thread | None = None
+
+    async def start(self) -> None:
+        """Wait for the pty (serial), then forward stdout in a thread."""
+        assert self.proc.stdout is not None
+        if self.fw.transport == "serial":
+            try:
+                line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 20)
+            except TimeoutError:
+                self.proc.kill()
+                raise ConfigError(f"emulated {self.device} did not start") from None
+            try:
+                pty = json.loads(line)["pty"]
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(f"emulated {self.device} did not report its pty: {line!r}") from None
+            with contextlib.suppress(FileNotFoundError):
+                self.port.unlink()
+            self.port.symlink_to(pty)
+        self._reader = threading.Thread(target=self._read, name=f"hil-{self.device}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            advert = msg.get("advert") if isinstance(msg, dict) else None
+            if advert and self.bluez is not None:
+                self.adverts += 1
+                data = {u: bytes.fromhex(h) for u, h in advert.get("service_data", {}).items()}
+                with contextlib.suppress(Exception):  # the bus going away at the end is not a failure
+                    self.bluez.push(advert["mac"], data)
+
+    def act(self, action: str) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.write("".join(c + "\n" for c in self.fw.actions[action]).encode())
+            self.proc.stdin.flush()
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # the shim powers off when its stdin ends
+        try:
+            await asyncio.to_thread(self.proc.wait, 5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait)
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.join, 5)
 
 
 async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as one straight script
@@ -286,27 +522,49 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
         broker_url = broker.url
     parts = urlsplit(broker_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 1883
-    cfg_path = real_config if real_config is not None else _render_config(scenario.config, work, broker_url)
-    cfg = config_mod.load(cfg_path)
-    sub = Subscriber(host, port, cfg.uplink.topic_root, cfg.gateway.id, ack=scenario.ack)
     env = {**os.environ, "PYTHONPATH": str(_SOURCE_ROOT)}
+    log_file = (work / "gateway.log").open("ab")
+    boards: dict[str, EmulatedBoard] = {}
+    bluez: MockBlueZ | None = None
+    devices = scenario.devices if real_config is None else ()
+    try:
+        if any(FIRMWARE[d].transport == "ble" for d in devices):
+            bluez = MockBlueZ()
+            env["DBUS_SYSTEM_BUS_ADDRESS"] = bluez.address
+        for d in devices:
+            boards[d] = EmulatedBoard(d, work, env, log_file, bluez)
+            await boards[d].start()
+        cfg_path = real_config if real_config is not None else _render_config(scenario.config, work, broker_url)
+        cfg = config_mod.load(cfg_path)
+    except (ConfigError, OSError) as exc:
+        await _close_boards(boards, bluez)
+        log_file.close()
+        if broker is not None:
+            await broker.close()
+        result.error = str(exc)
+        return result
+    sub = Subscriber(host, port, cfg.uplink.topic_root, cfg.gateway.id, ack=scenario.ack)
     start_at = time.time() + 2.0
     session = None
     if real_config is None:
         session = work / "session.jsonl"
         _write_session(session, scenario.sensor_steps)
-    log_file = (work / "gateway.log").open("ab")
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(sess: Path | None) -> None:
-        procs.append(subprocess.Popen(_gateway_cmd(cfg_path, sess, start_at), env=env, stdout=log_file,
+        procs.append(subprocess.Popen(_gateway_cmd(cfg_path, sess, start_at, devices), env=env, stdout=log_file,
                                       stderr=subprocess.STDOUT))
 
+    timeline: list[ActionStep | DeviceStep] = [
+        *scenario.actions, *(d for d in scenario.device_steps if d.device in boards)]
+    timeline.sort(key=lambda a: a.at_s)
     try:
         spawn(session)
-        for action in scenario.actions:
+        for action in timeline:
             await asyncio.sleep(max(0.0, start_at + action.at_s - time.time()))
-            if action.target == "broker":
+            if isinstance(action, DeviceStep):
+                boards[action.device].act(action.action)
+            elif action.target == "broker":
                 _require_own_broker(broker)
                 assert broker is not None
                 await (broker.stop() if action.action == "stop" else broker.start())
@@ -333,6 +591,7 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
                 await asyncio.to_thread(proc.wait)
             result.gateway_exit.append(proc.returncode)
         sub.close()
+        await _close_boards(boards, bluez)
         log_file.close()
         if broker is not None:
             await broker.close()
@@ -343,11 +602,31 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
     return result
 
 
+async def _close_boards(boards: dict[str, EmulatedBoard], bluez: MockBlueZ | None) -> None:
+    for board in boards.values():
+        await board.close()
+    if bluez is not None:
+        await asyncio.to_thread(bluez.close)
+
+
 def _render_config(template: Path, work: Path, broker_url: str) -> Path:
+    """The scenario's config with the rig's placeholders filled in.
+
+    ``{broker_url}``, ``{db_path}``; for emulated firmware ``{bedpad_port}`` (a link to the
+    bed pad's pty), ``{button_address}`` and ``{secrets_file}`` (written here, mode 600, with
+    the emulated button's bind key as ``button-fw``).
+    """
     text = template.read_text(encoding="utf-8")
+    secrets = work / "secrets.toml"
+    if "{secrets_file}" in text:
+        secrets.write_text(f'[keys]\nbutton-fw = "{BUTTON_FIRMWARE_KEY}"\n', encoding="utf-8")
+        secrets.chmod(0o600)
+    values = {"{broker_url}": broker_url, "{db_path}": str(work / "gw.db"), "{secrets_file}": str(secrets),
+              "{bedpad_port}": str(work / "tty-bedpad"), "{button_address}": BUTTON_FIRMWARE_MAC}
+    for key, value in values.items():
+        text = text.replace(key, value)
     out = work / "gateway.toml"
-    out.write_text(text.replace("{broker_url}", broker_url).replace("{db_path}", str(work / "gw.db")),
-                   encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     return out
 
 
@@ -358,7 +637,22 @@ def _require_own_broker(broker: object) -> None:
 
 def _judge(result: Result, start_at: float) -> None:
     alerts = [m for m in result.received if m["topic"].endswith("/alert") and isinstance(m["payload"], dict)]
+    events = [(m["t"], r) for m in result.received if m["topic"].endswith("/event")
+              and isinstance(m["payload"], dict) for r in m["payload"].get("readings") or []
+              if isinstance(r, dict)]
     for exp in result.scenario.expect:
+        if exp.event is not None:
+            sensor, kind, value = exp.event
+            times = [t for t, r in events if (r.get("sensor"), r.get("kind"), r.get("value")) == (sensor, kind, value)
+                     and t >= start_at + exp.after_s - 0.5]
+            if len(times) < exp.min_count:
+                result.outcomes.append(Outcome(exp, False, None,
+                                               f"expected {exp.min_count} {exp.alert}, got {len(times)}"))
+                continue
+            latency = (min(times) - (start_at + exp.after_s)) * 1000
+            result.outcomes.append(Outcome(exp, latency <= exp.within_ms, latency,
+                                           f"{latency:.0f} ms (budget {exp.within_ms:.0f} ms)"))
+            continue
         matching = [m for m in alerts if m["payload"].get("type") == exp.alert
                     and m["payload"].get("state") == exp.state and m["t"] >= start_at + exp.after_s - 0.5]
         ids = {m["payload"].get("alert_id") or m["payload"].get("id") for m in matching}
@@ -371,7 +665,7 @@ def _judge(result: Result, start_at: float) -> None:
         result.outcomes.append(Outcome(exp, ok, latency,
                                        f"{latency:.0f} ms (budget {exp.within_ms:.0f} ms)"))
     if result.scenario.only_expected:
-        wanted = {e.alert for e in result.scenario.expect}
+        wanted = {e.alert for e in result.scenario.expect if e.event is None}
         result.unexpected = sorted({m["payload"].get("type", "?") for m in alerts} - wanted)
 
 

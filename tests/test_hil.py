@@ -1,20 +1,28 @@
 """`anxin hil run`: every shipped scenario passes against the real gateway process and a
 real broker, with its latency budgets; the reports are machine-readable; bad scenarios are
-refused with the key that is wrong; a scenario whose expectation is not met fails."""
+refused with the key that is wrong; a scenario whose expectation is not met fails. Two of
+the scenarios run real firmware on emulated boards (bed pad on a pty, button through a mock
+BlueZ); the gateway then opens only those transports."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.hil import load_scenario
+from gateway.hil import Result, _gateway_cmd, _judge, load_scenario
+from gateway.store import Store
 from tests.conftest import ROOT, run_cli
 
 SCENARIOS = sorted((ROOT / "tests" / "hil").glob("*.yaml"))
+if shutil.which("dbus-daemon") is None or importlib.util.find_spec("dbusmock") is None:
+    # The emulated BLE firmware needs a mock BlueZ (dbus-daemon, python-dbusmock): as test_ble_bluez, not here.
+    SCENARIOS = [s for s in SCENARIOS if s.name != "button_firmware.yaml"]
 ALERT_TYPES_BUILT = {"emergency_button", "fall", "fall_radar", "smoke", "low_battery", "sensor_offline"}
 
 
@@ -64,6 +72,15 @@ def test_unmet_expectation_fails_the_run(tmp_path: Path) -> None:
         ("duration_s: 5\nsteps:\n  - {sensor: b, kind: button}\n", "steps[0]", "missing 'at'"),
         ("duration_s: 5\nsteps:\n  - {at: 1, broker: explode}\n", "steps[0].broker", "expected one of"),
         ("duration_s: 5\nexpect:\n  - {alert: fall, after: 1}\n", "expect[0]", "missing 'within_ms'"),
+        ("duration_s: 5\nsteps:\n  - {at: 1, device: toaster, action: press}\n", "steps[0].device",
+         "expected one of ['bedpad', 'button']"),
+        ("duration_s: 5\nsteps:\n  - {at: 1, device: bedpad}\n", "steps[0]", "missing 'action'"),
+        ("duration_s: 5\nsteps:\n  - {at: 1, device: bedpad, action: press}\n", "steps[0].action",
+         "expected one of ['occupy', 'unplug_mat', 'vacate']"),
+        ("duration_s: 5\nexpect:\n  - {event: [bed, in_bed], after: 1, within_ms: 9}\n", "expect[0].event",
+         "expected {sensor, kind, value}"),
+        ("duration_s: 5\nexpect:\n  - {event: {sensor: bed, kind: in_bed}, after: 1, within_ms: 9}\n",
+         "expect[0].event", "missing 'value'"),
         ("- just a list\n", None, "a scenario is a YAML mapping"),
         ("duration_s: [\n", None, "cannot read scenario"),
     ],
@@ -76,3 +93,69 @@ def test_bad_scenarios_name_the_key(tmp_path: Path, text: str, key: str | None, 
     assert exc.value.key == key
     assert message in str(exc.value)
     assert str(path) in str(exc.value)
+
+
+def test_firmware_steps_and_event_expectations_parse(tmp_path: Path) -> None:
+    path = tmp_path / "fw.yaml"
+    path.write_text(
+        "duration_s: 9\nsteps:\n  - {at: 4, device: button, action: press}\n"
+        "  - {at: 2, device: bedpad, action: occupy}\n  - {at: 3, sensor: m, kind: motion, value: true}\n"
+        "expect:\n  - {event: {sensor: bed-pad, kind: in_bed, value: true}, after: 2, within_ms: 8000}\n"
+    )
+    sc = load_scenario(path)
+    assert [(d.at_s, d.device, d.action) for d in sc.device_steps] == [(2, "bedpad", "occupy"), (4, "button", "press")]
+    assert sc.devices == ("bedpad", "button")
+    assert len(sc.sensor_steps) == 1
+    (exp,) = sc.expect
+    assert exp.event == ("bed-pad", "in_bed", True)
+    assert exp.alert == "event bed-pad in_bed=true"
+
+
+@pytest.mark.parametrize(
+    ("devices", "flags"),
+    [((), ["--no-hardware"]), (("bedpad",), ["--no-ble"]), (("button",), ["--no-serial"]),
+     (("bedpad", "button"), [])],
+)
+def test_gateway_opens_only_the_emulated_hardware(devices: tuple[str, ...], flags: list[str]) -> None:
+    cmd = _gateway_cmd(Path("g.toml"), Path("s.jsonl"), 0.0, devices)
+    assert [a for a in cmd if a.startswith("--no-")] == flags
+
+
+def test_event_expectation_judged_on_readings_at_the_platform(tmp_path: Path) -> None:
+    path = tmp_path / "ev.yaml"
+    path.write_text(
+        "duration_s: 9\nexpect:\n  - {event: {sensor: bed-pad, kind: in_bed, value: true}, after: 2, within_ms: 1000}\n"
+        "  - {event: {sensor: bed-pad, kind: in_bed, value: false}, after: 0, within_ms: 1000}\n"
+    )
+    result = Result(load_scenario(path))
+    reading = {"sensor": "bed-pad", "kind": "in_bed", "value": True}
+    result.received = [
+        {"t": 100.5, "topic": "anxin/v1/gw/event", "payload": {"readings": [dict(reading, value=False)]}},
+        {"t": 102.4, "topic": "anxin/v1/gw/event", "payload": {"readings": [reading]}},
+    ]
+    _judge(result, 100.0)
+    late, early = result.outcomes
+    assert (late.ok, early.ok) == (True, True)
+    assert late.latency_ms == pytest.approx(400)
+    result.outcomes.clear()
+    _judge(result, 99.0)  # the true reading 1.4 s after its cause, the false one 1.5 s: over budget
+    assert [(o.ok, round(o.latency_ms or 0)) for o in result.outcomes] == [(False, 1400), (False, 1500)]
+    result.outcomes.clear()
+    _judge(result, 101.1)  # the false reading came before its cause (beyond the 0.5 s grace): missing
+    assert (result.outcomes[1].ok, result.outcomes[1].detail) == (False, "expected 1 event bed-pad in_bed=false, got 0")
+
+
+def test_build_drivers_leaves_out_one_transport(tmp_path: Path, store: Store) -> None:
+    from gateway import assemble, config
+    from gateway.clock import Clock
+    from gateway.hil import DEFAULT_HOME, _render_config
+
+    cfg = config.load(_render_config(DEFAULT_HOME, tmp_path, "mqtt://127.0.0.1:1"))  # BLE and serial sensors
+
+    def kinds(**flags: bool) -> list[str]:
+        return sorted(type(d).__name__ for d in assemble.build_drivers(cfg, store, Clock(), **flags))
+
+    assert kinds() == ["BleDriver", "PendantDriver", "SerialDriver"]
+    assert kinds(ble=False) == ["SerialDriver"]
+    assert kinds(serial=False) == ["BleDriver", "PendantDriver"]
+    assert kinds(hardware=False, ble=True, serial=True) == []

@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-uplink", action="store_true", help="do not connect to the broker")
     p.add_argument("--no-hardware", action="store_true",
                    help="do not open BLE or serial devices (replay and tests)")
+    p.add_argument("--no-ble", action="store_true",
+                   help="do not open the BLE adapter; serial ports still open (HIL rigs with emulated serial sensors)")
+    p.add_argument("--no-serial", action="store_true",
+                   help="do not open serial ports; BLE still opens (HIL rigs with a mock BlueZ)")
     p.add_argument("--db", metavar="PATH", help="override storage.path")
     p.set_defaults(func=_run)
 
@@ -56,5 +60,6 @@ async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
     service.drivers = assemble.build_drivers(
         cfg, store, clock, replay=args.replay, replay_speed=args.speed,
         replay_start_at=args.replay_start_at, hardware=not args.no_hardware, on_health=service.submit_alert,
+        ble=not args.no_ble, serial=not args.no_serial,
     )
     await service.run()
