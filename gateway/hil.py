@@ -12,7 +12,7 @@ A scenario (YAML) says what the emulated home does and what must come out::
       - {at: 12, pendant_fall: {sensor: pendant, walk_s: 3, still_s: 12}}  # a 50 Hz stream
       - {at: 3, device: bedpad, action: occupy}   # real firmware on an emulated board
     expect:
-      - {alert: emergency_button, after: 2, within_ms: 2000}
+      - {alert: emergency_button, after: 2, within_ms: 2000, at_most: 1}
       - {event: {sensor: bed-pad, kind: in_bed, value: true}, after: 3, within_ms: 8000}
     only_expected: true                # any other alert type fails the scenario
     ack: true                          # the rig acks critical alerts as an operator would
@@ -134,6 +134,7 @@ class Expectation:
     state: str = "raised"
     min_count: int = 1
     event: tuple[str, str, Any] | None = None  # (sensor, kind, value) of a reading at the platform
+    max_count: int | None = None  # "at_most": e.g. once, not on every repeated transmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,7 @@ def load_scenario(path: Path) -> Scenario:
             state=str(exp.get("state", "raised")),
             min_count=int(exp.get("count", 1)),
             event=event,
+            max_count=int(exp["at_most"]) if "at_most" in exp else None,
         ))
     config = Path(data["config"]) if data.get("config") else DEFAULT_HOME
     if not config.is_absolute():
@@ -659,6 +661,10 @@ def _judge(result: Result, start_at: float) -> None:
         if len(ids) < exp.min_count:
             result.outcomes.append(Outcome(exp, False, None,
                                            f"expected {exp.min_count} {exp.alert} ({exp.state}), got {len(ids)}"))
+            continue
+        if exp.max_count is not None and len(ids) > exp.max_count:
+            detail = f"expected at most {exp.max_count} {exp.alert} ({exp.state}), got {len(ids)}"
+            result.outcomes.append(Outcome(exp, False, None, detail))
             continue
         latency = (matching[0]["t"] - (start_at + exp.after_s)) * 1000
         ok = latency <= exp.within_ms

@@ -23,7 +23,9 @@ SCENARIOS = sorted((ROOT / "tests" / "hil").glob("*.yaml"))
 if shutil.which("dbus-daemon") is None or importlib.util.find_spec("dbusmock") is None:
     # The emulated BLE firmware needs a mock BlueZ (dbus-daemon, python-dbusmock): as test_ble_bluez, not here.
     SCENARIOS = [s for s in SCENARIOS if s.name != "button_firmware.yaml"]
-ALERT_TYPES_BUILT = {"emergency_button", "fall", "fall_radar", "smoke", "low_battery", "sensor_offline"}
+ALERT_TYPES_BUILT = {
+    "emergency_button", "fall", "fall_radar", "smoke", "gas", "water_leak", "tamper", "low_battery", "sensor_offline",
+}
 
 
 @pytest.mark.timeout(400)
@@ -159,3 +161,19 @@ def test_build_drivers_leaves_out_one_transport(tmp_path: Path, store: Store) ->
     assert kinds(ble=False) == ["SerialDriver"]
     assert kinds(serial=False) == ["BleDriver", "PendantDriver"]
     assert kinds(hardware=False, ble=True, serial=True) == []
+
+
+def test_at_most_fails_when_an_alert_repeats(tmp_path: Path) -> None:
+    scenario = tmp_path / "twice.yaml"
+    scenario.write_text(
+        f"name: two presses but at most one expected\nconfig: {ROOT / 'gateway' / 'data' / 'hil_home.toml'}\n"
+        "duration_s: 4\nack: false\nsteps:\n"
+        "  - {at: 1, sensor: button-bedside, kind: button, value: press}\n"
+        "  - {at: 1.5, sensor: button-bedside, kind: button, value: press}\n"
+        "expect:\n  - {alert: emergency_button, after: 1, within_ms: 2000, at_most: 1}\n"
+    )
+    results = tmp_path / "r.json"
+    out = run_cli("hil", "run", str(scenario), "--json", str(results), timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    detail = json.loads(results.read_text())["scenarios"][0]["expectations"][0]["detail"]
+    assert detail == "expected at most 1 emergency_button (raised), got 2"
