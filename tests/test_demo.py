@@ -27,7 +27,7 @@ def test_demo_headless_delivers_the_story() -> None:
     # readings taken during the broker outage reached the platform after it came back
     assert summary["event_readings"] >= 18
     text = out.stdout
-    assert "the broker goes down" in text
+    assert "internet link goes down" in text
     assert "the backlog drains" in text
     assert "status offline" in text
     assert text.count("status online") >= 2

@@ -3,7 +3,8 @@
 The gateway runs in this process on the same path as `anxin run` (replayed sensors →
 detectors → store → uplink); the platform's view is a separate MQTT client that prints what
 arrives and acknowledges the emergency button as an operator would. Midway the broker is
-stopped for ten seconds and started again, and the backlog drains.
+cut off from the home for ten seconds (its internet link drops; the platform stays up), and
+the backlog drains when the link returns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from drivers.replay import ReplayDriver
 from gateway import assemble, logs
 from gateway.clock import Clock
 from gateway.demo.broker import LocalBroker
+from gateway.demo.link import LinkRelay
 from gateway.demo.story import DURATION_S, OUTAGE, demo_config, write_session
 from gateway.hil import Subscriber
 from gateway.service import Service, open_store
@@ -84,8 +86,10 @@ async def run_demo(*, out: TextIO = sys.stdout, tty: bool | None = None, speed: 
         work = Path(tmp)
         broker = LocalBroker(prefer=broker_kind)
         await broker.start()
+        link = LinkRelay(broker.port)  # the home's internet link; the platform stays connected
+        await link.start()
         print(f"anxin demo: broker {broker.kind} on {broker.url}; store in {work}", file=out, flush=True)
-        cfg = demo_config(work, broker.url)
+        cfg = demo_config(work, link.url)
         session = write_session(work / "story.jsonl")
         start = time.time() + 1.0
         view = View(out, start, color=tty)
@@ -105,17 +109,18 @@ async def run_demo(*, out: TextIO = sys.stdout, tty: bool | None = None, speed: 
         task = asyncio.create_task(service.run())
         try:
             await asyncio.sleep(max(0.0, start + OUTAGE[0] / speed - time.time()))
-            print("anxin demo: --- the broker goes down ---", file=out, flush=True)
-            await broker.stop()
+            print("anxin demo: --- the home's internet link goes down ---", file=out, flush=True)
+            link.cut()
             await asyncio.sleep(max(0.0, start + OUTAGE[1] / speed - time.time()))
-            await broker.start()
-            print("anxin demo: --- the broker is back; the backlog drains ---", file=out, flush=True)
+            link.restore()
+            print("anxin demo: --- the link is back; the backlog drains ---", file=out, flush=True)
             await asyncio.sleep(max(0.0, start + DURATION_S / speed - time.time()))
         finally:
             service.request_stop()
             await asyncio.wait_for(task, 15)
             await asyncio.sleep(0.5)
             sub.close()
+            await link.close()
             await broker.close()
         return _summary(sub.snapshot(), out)
 
