@@ -766,8 +766,8 @@ class Store:
             conn.execute("UPDATE outbox SET delivered_ts=? WHERE seq=?", (rfc3339(now), row.seq))
         return row
 
-    def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[OutboxRow]:
-        """Undelivered messages, critical first, then by seq; ``after`` = (priority, seq)."""
+    def _pending_rows(self, limit: int, after: tuple[int, int] | None) -> list[Any]:
+        """Undelivered outbox rows in sending order: priority, then seq; ``after`` = (priority, seq)."""
         sql = (
             "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts FROM outbox"
             " WHERE delivered_ts IS NULL"
@@ -779,7 +779,11 @@ class Store:
         sql += " ORDER BY priority, seq LIMIT ?"
         args.append(limit)
         with self._lock:
-            rows = self.conn.execute(sql, args).fetchall()
+            return self.conn.execute(sql, args).fetchall()
+
+    def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[OutboxRow]:
+        """Undelivered messages, critical first, then by seq; ``after`` = (priority, seq)."""
+        rows = self._pending_rows(limit, after)
         return [
             OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), _dt_req(r[6]), r[7])
             for r in rows
@@ -793,18 +797,7 @@ class Store:
         Only alert bodies are parsed (the uplink reads their state); the others come back
         with an empty ``body`` so a batch of readings is sent without being decoded and
         encoded again."""
-        sql = (
-            "SELECT seq, msg_id, kind, priority, ref, body, created_ts, attempts FROM outbox"
-            " WHERE delivered_ts IS NULL"
-        )
-        args: list[Any] = []
-        if after is not None:
-            sql += " AND (priority > ? OR (priority = ? AND seq > ?))"
-            args += [after[0], after[0], after[1]]
-        sql += " ORDER BY priority, seq LIMIT ?"
-        args.append(limit)
-        with self._lock:
-            rows = self.conn.execute(sql, args).fetchall()
+        rows = self._pending_rows(limit, after)
         return [
             (
                 OutboxRow(
