@@ -7,6 +7,7 @@ The end-to-end tests with bleak and a mock BlueZ are in test_ble_bluez.py; these
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -239,3 +240,47 @@ async def test_driver_never_raises_on_hostile_adverts(
     for mac, raw, mono in items:
         for r in await d.process(advert(mac, raw, mono=mono)):
             assert r.sensor_id in ("btn1", "door1")
+
+
+async def test_press_counter_is_stored_only_after_its_readings_are_handled(tmp_path) -> None:
+    """A gateway killed between decoding a press and committing its alert loses no press.
+
+    The counter is advanced in the store when the consumer comes back for more (its alert
+    is committed by then); killed before that, the button's repeat of the same advert is
+    accepted by the restarted gateway.
+    """
+    path = tmp_path / "a.db"
+    with Store(path) as s1:
+        d1 = driver(s1)
+        d1.on_advertisement(advert(SHELLY_MAC, SHELLY_PRESS))
+        stream = d1.readings()
+        first = await anext(stream)
+        assert (first.kind, first.value) == (ReadingKind.BUTTON, "press")
+        # Killed here: the reading was handed over, its alert not yet committed.
+        assert s1.counter(counter_name(SHELLY_MAC), -1) == -1
+        # The same advert again in this process is a duplicate, not a second press.
+        assert await d1.process(advert(SHELLY_MAC, SHELLY_PRESS), commit_counter=False) == []
+        await stream.aclose()
+    with Store(path) as s2:
+        d2 = driver(s2)
+        d2.on_advertisement(advert(SHELLY_MAC, SHELLY_PRESS))
+        stream = d2.readings()
+        again = await anext(stream)
+        assert (again.kind, again.value) == (ReadingKind.BUTTON, "press")
+        assert (await anext(stream)).kind is ReadingKind.BATTERY
+        # Handled: asking for more stores the counter before waiting for the next advert.
+        waiting = asyncio.ensure_future(anext(stream))
+        for _ in range(200):
+            if s2.counter(counter_name(SHELLY_MAC), -1) == 442:
+                break
+            await asyncio.sleep(0.01)
+        assert s2.counter(counter_name(SHELLY_MAC), -1) == 442
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await stream.aclose()
+    with Store(path) as s3:  # and from then on the old advert is no new press
+        d3 = driver(s3)
+        out = await d3.process(advert(SHELLY_MAC, SHELLY_PRESS))
+        assert [r.kind for r in out] == [ReadingKind.RSSI]  # a sign of life, no press
+        assert d3.counters.duplicates == 1

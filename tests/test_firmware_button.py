@@ -68,7 +68,9 @@ async def test_press_reaches_the_detector_as_an_emergency(tmp_path: Path, store:
         (ReadingKind.BATTERY, 60),
     ]
     assert drv.stats.frames_rejected == 0
-    assert store.counter(counter_name(BUTTON_MAC)) == 1
+    # The announcement's counter is stored; the press's only once the consumer comes back
+    # for more after handling it (it closed the stream instead: a crash would repeat it).
+    assert store.counter(counter_name(BUTTON_MAC)) == 0
     det = SensorEventDetector([BUTTON], store)
     alerts = [a for r in readings for a in det.feed(r)]
     assert [(a.type, a.sensor_id, a.room, a.evidence["gesture"]) for a in alerts] == [

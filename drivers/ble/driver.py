@@ -204,6 +204,7 @@ class BleDriver(Driver):
         self._scanner: Any = None
         self._watchdog: asyncio.Task[None] | None = None
         self._mem_counters: dict[str, int] = {}
+        self._pending_counters: dict[str, int] = {}
         self._last_raw: dict[str, bytes] = {}
         self._last_packet: dict[str, tuple[int, float]] = {}
         self._last_emit: dict[str, float] = {}
@@ -331,13 +332,23 @@ class BleDriver(Driver):
     async def readings(self) -> AsyncIterator[Reading]:
         while True:
             advert = await self._queue.get()
-            for reading in await self.process(advert):
+            for reading in await self.process(advert, commit_counter=False):
                 yield reading
+            # The consumer asks for the next reading only once it has handled these (a
+            # press's alert is committed by then): only now is the counter advanced in the
+            # store. Killed before that, the press is not lost: the button repeats its advert
+            # for seconds, and after the restart that repeat is accepted as new.
+            await self._commit_counters()
 
     # ------------------------------------------------------------------ decode path
 
-    async def process(self, advert: Advert) -> list[Reading]:
-        """Everything one advertisement does: decode, checks, last-seen, readings."""
+    async def process(self, advert: Advert, *, commit_counter: bool = True) -> list[Reading]:
+        """Everything one advertisement does: decode, checks, last-seen, readings.
+
+        With ``commit_counter`` False an accepted encryption counter is only held (later
+        adverts are checked against it) until ``_commit_counters`` stores it: ``readings``
+        does that once the readings are handled, so a crash in between loses no press.
+        """
         mac = advert.address.upper()
         raw = advert.service_data.get(BTHOME_UUID)
         sensor = self.paired.get(mac)
@@ -347,7 +358,8 @@ class BleDriver(Driver):
             return []
         stamp = self.clock.now()
         rejected_before = self.stats.frames_rejected
-        out = await self._decode_for(sensor, mac, raw, advert, stamp) if raw is not None else []
+        out = (await self._decode_for(sensor, mac, raw, advert, stamp, commit_counter)
+               if raw is not None else [])
         if self.stats.frames_rejected != rejected_before:
             return []  # a frame that failed its checks is no sign of life (it may be spoofed)
         self.last_seen[sensor.id] = advert.mono
@@ -361,7 +373,7 @@ class BleDriver(Driver):
         return out
 
     async def _decode_for(
-        self, sensor: Sensor, mac: str, raw: bytes, advert: Advert, stamp: Stamp
+        self, sensor: Sensor, mac: str, raw: bytes, advert: Advert, stamp: Stamp, commit_counter: bool
     ) -> list[Reading]:
         source = f"ble:{sensor.id}"
         try:
@@ -373,7 +385,7 @@ class BleDriver(Driver):
             if self._last_raw.get(mac) == raw:
                 self.counters.duplicates += 1
                 return []
-            verdict = await self._check_counter(mac, frame.counter)
+            verdict = await self._check_counter(mac, frame.counter, commit_counter)
             if verdict == "duplicate":
                 self.counters.duplicates += 1
                 return []
@@ -396,7 +408,7 @@ class BleDriver(Driver):
         self.stats.frames_ok += 1
         return frame_readings(frame, sensor, stamp, advert.rssi)
 
-    async def _check_counter(self, mac: str, counter: int) -> str:
+    async def _check_counter(self, mac: str, counter: int, commit: bool = True) -> str:
         name = counter_name(mac)
         if self.store is None:
             stored = self._mem_counters.get(name)
@@ -404,11 +416,32 @@ class BleDriver(Driver):
                 return "duplicate" if counter == stored else "replay"
             self._mem_counters[name] = counter
             return "ok"
+        if not commit:
+            # Read each time (no fsync): `anxin ble reset-counter` on a running gateway
+            # takes effect at once.
+            held = await asyncio.to_thread(self.store.counter, name, -1)
+            pending = self._pending_counters.get(name)
+            if pending is not None:
+                held = max(held, pending)
+            if counter > held:
+                self._pending_counters[name] = counter
+                return "ok"
+            return "duplicate" if counter == held else "replay"
         # advance_counter fsyncs: off the loop, so a slow SD card does not stall other sensors.
         if await asyncio.to_thread(self.store.advance_counter, name, counter):
             return "ok"
         stored = await asyncio.to_thread(self.store.counter, name)
         return "duplicate" if counter == stored else "replay"
+
+    async def _commit_counters(self) -> None:
+        """Store the counters of adverts whose readings have been handled."""
+        if self.store is None:
+            return
+        while self._pending_counters:
+            name, value = next(iter(self._pending_counters.items()))
+            await asyncio.to_thread(self.store.advance_counter, name, value)
+            if self._pending_counters.get(name) == value:
+                del self._pending_counters[name]
 
     def _reject(self, err: FrameError, source: str) -> None:
         self.counters.reasons[err.reason] = self.counters.reasons.get(err.reason, 0) + 1
