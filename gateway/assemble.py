@@ -15,6 +15,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
 from gateway.model import Alert, SensorKind, Transport
+from gateway.notify.channels import build_notifiers
 from gateway.service import UplinkFactory
 from gateway.store import Store
 from gateway.uplink import Uplink
@@ -93,9 +94,9 @@ def build_detectors(cfg: Config, store: Store, clock: Clock) -> list[Detector]:
 
 
 def uplink_factory(cfg: Config, clock: Clock | None = None) -> UplinkFactory:
-    """The MQTT uplink, escalating to the local notifiers (a log line until SMS lands)."""
+    """The MQTT uplink, escalating to the local notifiers (log line, SMS, apprise)."""
 
     def make(c: Config, store: Store) -> Uplink:
-        return Uplink(c, store, clock=clock)
+        return Uplink(c, store, clock=clock, notifiers=build_notifiers(c))
 
     return make

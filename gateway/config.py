@@ -369,6 +369,38 @@ class BleConfig:
     )
 
 
+def _phone_numbers(value: Any) -> str | None:
+    from gateway.notify.sms import check_recipients  # here: avoids an import cycle
+
+    return check_recipients(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsConfig:
+    port: str | None = field(
+        default=None,
+        metadata=meta(help="AT port of the cellular modem, e.g. /dev/ttyUSB2 (Quectel EC200/EC25); "
+                      "unset: no SMS"),
+    )
+    baudrate: int = field(default=115200, metadata=meta(help="AT port speed", min=1200))
+    recipients: tuple[str, ...] = field(
+        default=(),
+        metadata=meta(help="phone numbers texted when a critical alert is not handled",
+                      check=_phone_numbers),
+    )
+    timeout_s: float = field(
+        default=60.0, metadata=meta(help="longest wait for the network to take one SMS", min=5, max=300)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    language: str = field(
+        default="zh", metadata=meta(help="language of SMS and messages: zh or en", pattern=r"^(zh|en)$")
+    )
+    sms: SmsConfig = field(default_factory=SmsConfig)
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = field(
@@ -392,6 +424,14 @@ class SecretsConfig:
     keys: Mapping[str, str] = field(
         default_factory=dict, metadata=meta(help="BTHome bind keys (32 hex digits) by name")
     )
+    sms_pin: str | None = field(
+        default=None, metadata=meta(help="PIN of the modem's SIM card, if it has one", pattern=r"^\d{4,8}$")
+    )
+    notify_urls: tuple[str, ...] = field(
+        default=(),
+        metadata=meta(help="apprise URLs (WeCom or DingTalk robot, e-mail, ...) also told of "
+                      "unhandled critical alerts"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +444,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ble: BleConfig = field(default_factory=BleConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     secrets_file: str | None = field(default=None, metadata=meta(help="path of the secrets file"))
     secrets: SecretsConfig = field(default_factory=SecretsConfig, metadata={"internal": True})
     source: str = field(default="", metadata={"internal": True})
@@ -643,6 +684,10 @@ def _cross_check(ctx: _Ctx, cfg: Config) -> None:
         value = getattr(cfg.uplink, key)
         if value and not Path(value).is_file():
             raise ctx.error(("uplink", key), f"file {value!r} does not exist")
+    if cfg.notify.sms.port and not cfg.notify.sms.recipients:
+        raise ctx.error(("notify", "sms", "recipients"), "a modem is set but nobody to text")
+    if cfg.notify.sms.recipients and not cfg.notify.sms.port:
+        raise ctx.error(("notify", "sms", "port"), "recipients are set but no modem port")
     if (cfg.uplink.tls_cert is None) != (cfg.uplink.tls_key is None):
         raise ctx.error(("uplink", "tls_cert"), "tls_cert and tls_key go together")
 
@@ -745,10 +790,12 @@ def to_dict(cfg: Config, *, mask_secrets: bool = True) -> dict[str, Any]:
     out = plain(cfg)
     if mask_secrets:
         sec = out["secrets"]
-        for k in ("mqtt_username", "mqtt_password"):
+        for k in ("mqtt_username", "mqtt_password", "sms_pin"):
             if sec.get(k):
                 sec[k] = "***"
         sec["keys"] = dict.fromkeys(sec.get("keys", {}), "***")
+        # A URL's scheme says which service; the rest holds its token.
+        sec["notify_urls"] = [u.split("://")[0] + "://***" for u in sec.get("notify_urls", [])]
     return typing.cast(dict[str, Any], out)
 
 
@@ -763,6 +810,8 @@ def reference_markdown() -> str:
         ("[detection.inactivity]", InactivityConfig),
         ("[detection.rules]", RulesConfig),
         ("[detection.fall]", FallConfig),
+        ("[notify]", NotifyConfig),
+        ("[notify.sms]", SmsConfig),
         ("[logging]", LoggingConfig),
         ("secrets file (top level and [keys])", SecretsConfig),
     ]
@@ -802,6 +851,8 @@ def json_default(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json_default(v) for v in value) + "]"
     return str(value)
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.routine_cmd",
     "gateway.cli.serial_cmd",
     "gateway.cli.fall_cmd",
+    "gateway.cli.notify_cmd",
 )
 
 
