@@ -20,7 +20,11 @@ if [ ! -f /etc/anxin/secrets.toml ]; then
   install -m 600 -o anxin -g anxin "$src/examples/secrets.toml" /etc/anxin/secrets.toml
 fi
 install -m 644 "$src/deploy/raspberrypi/anxin.service" /etc/systemd/system/anxin.service
+install -m 644 "$src/deploy/raspberrypi/anxin-provision.service" /etc/systemd/system/anxin-provision.service
+install -m 644 "$src/deploy/raspberrypi/99-anxin.rules" /etc/udev/rules.d/99-anxin.rules
+udevadm control --reload-rules && udevadm trigger --subsystem-match=tty || true
 systemctl daemon-reload
+systemctl enable anxin-provision.service
 /opt/anxin/.venv/bin/anxin config check --config /etc/anxin/gateway.toml
 systemctl enable --now anxin.service
 echo "install.sh: anxin is running: journalctl -u anxin -f"

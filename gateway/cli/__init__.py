@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.serial_cmd",
     "gateway.cli.fall_cmd",
     "gateway.cli.notify_cmd",
+    "gateway.cli.provision_cmd",
 )
 
 
