@@ -402,6 +402,26 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    enabled: bool = field(
+        default=True, metadata=meta(help="watch the gateway's own power, disk, clock and temperature")
+    )
+    interval_s: float = field(default=30.0, metadata=meta(help="how often to look", min=1, max=3600))
+    disk_min_free_mb: float = field(
+        default=200.0, metadata=meta(help="free space below this (or the store past 90% of its "
+                                     "budget) raises gateway_health", min=1)
+    )
+    clock_grace_s: float = field(
+        default=900.0, metadata=meta(help="clock not NTP-synced this long after start raises "
+                                     "gateway_health", min=60)
+    )
+    temp_max_c: float = field(
+        default=80.0, metadata=meta(help="SoC temperature that raises gateway_health (the Pi "
+                                    "throttles from 80)", min=40, max=110)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = field(
         default="INFO",
@@ -445,6 +465,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ble: BleConfig = field(default_factory=BleConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     secrets_file: str | None = field(default=None, metadata=meta(help="path of the secrets file"))
     secrets: SecretsConfig = field(default_factory=SecretsConfig, metadata={"internal": True})
     source: str = field(default="", metadata={"internal": True})
@@ -812,6 +833,7 @@ def reference_markdown() -> str:
         ("[detection.fall]", FallConfig),
         ("[notify]", NotifyConfig),
         ("[notify.sms]", SmsConfig),
+        ("[health]", HealthConfig),
         ("[logging]", LoggingConfig),
         ("secrets file (top level and [keys])", SecretsConfig),
     ]

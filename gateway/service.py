@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from drivers.base import Driver
 from gateway import __version__
@@ -28,6 +28,7 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.detect.base import Detector
+from gateway.health import HealthMonitor
 from gateway.model import Alert, AlertState, Reading, ReadingKind
 from gateway.store import MB, Store
 from gateway.store.aio import AsyncStore
@@ -49,6 +50,9 @@ class UplinkLike(Protocol):
     def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+    # The gateway's own health for telemetry (set by the service when it watches it).
+    gateway_health: Callable[[], dict[str, Any]] | None
 
 
 UplinkFactory = Callable[[Config, Store], UplinkLike]
@@ -168,6 +172,12 @@ class Service:
             self._spawn("watchdog", self._watchdog, restart_on_return=True)
         if self.uplink is not None:
             self._spawn("uplink", self.uplink.run, restart_on_return=True)
+        if self.cfg.health.enabled:
+            monitor = HealthMonitor(self.cfg, self.store, self.raise_alert, self._change_state,
+                                    clock=self.clock, run_db=self._db)
+            if self.uplink is not None:
+                self.uplink.gateway_health = monitor.snapshot
+            self._spawn("health", monitor.run, restart_on_return=True)
 
     def _spawn(self, name: str, factory: Callable[[], object], *, restart_on_return: bool = False) -> None:
         health = self.health.setdefault(name, TaskHealth(name))
@@ -266,6 +276,10 @@ class Service:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self.astore is not None
+        return await self.astore.call(fn, *args)
 
     async def _change_state(self, alert_id: str, state: AlertState) -> None:
         assert self.astore is not None

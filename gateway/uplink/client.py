@@ -155,6 +155,8 @@ class Uplink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.commands = CommandHandler(self)
         self.escalator = Escalator(self)
+        # The gateway's power, disk, clock and temperature for telemetry (gateway.health).
+        self.gateway_health: Callable[[], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -468,6 +470,7 @@ class Uplink:
                 "delivered": self.stats.delivered,
             },
             "sensors": sensors,
+            **({"gateway": self.gateway_health()} if self.gateway_health is not None else {}),
         }
 
     # ------------------------------------------------------------------ the drain
