@@ -399,6 +399,11 @@ class NotifyConfig:
         default="zh", metadata=meta(help="language of SMS and messages: zh or en", pattern=r"^(zh|en)$")
     )
     sms: SmsConfig = field(default_factory=SmsConfig)
+    daily_summary_at: str | None = field(
+        default=None,
+        metadata=meta(help='home time of the family\'s daily "all normal" by SMS and apprise, '
+                      '"HH:MM"; unset: none', check=_hhmm),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from gateway.config import Config
 from gateway.detect.base import Detector
 from gateway.health import HealthMonitor
 from gateway.model import Alert, AlertState, Reading, ReadingKind
+from gateway.notify.channels import build_notifiers
+from gateway.notify.daily import DailySummary
 from gateway.store import MB, Store
 from gateway.store.aio import AsyncStore
 from gateway.supervise import TaskHealth, supervise
@@ -178,6 +180,11 @@ class Service:
             if self.uplink is not None:
                 self.uplink.gateway_health = monitor.snapshot
             self._spawn("health", monitor.run, restart_on_return=True)
+        if self.cfg.notify.daily_summary_at is not None:
+            channels = [n for n in build_notifiers(self.cfg) if hasattr(n, "send_text")]
+            daily = DailySummary(self.cfg, self.store, channels,  # type: ignore[arg-type]
+                                 clock=self.clock, run_db=self._db)
+            self._spawn("daily-summary", daily.run, restart_on_return=True)
 
     def _spawn(self, name: str, factory: Callable[[], object], *, restart_on_return: bool = False) -> None:
         health = self.health.setdefault(name, TaskHealth(name))

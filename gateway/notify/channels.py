@@ -51,7 +51,12 @@ class SmsNotifier:
         self.sent: list[tuple[str, str]] = []
 
     async def notify(self, alert: Alert, *, attempt: int) -> None:
-        text = self._composer.text(alert, attempt)
+        await self._send_all(self._composer.text(alert, attempt), f"alert {alert.id}")
+
+    async def send_text(self, text: str) -> None:
+        await self._send_all(text, "message")
+
+    async def _send_all(self, text: str, what: str) -> None:
         failures: list[str] = []
         delivered = 0
         for number in self.recipients:
@@ -64,11 +69,11 @@ class SmsNotifier:
                 continue
             delivered += 1
             self.sent.append((number, text))
-            log.info("SMS for alert %s to %s (reference %d)", alert.id, mask_number(number), ref)
+            log.info("SMS for %s to %s (reference %d)", what, mask_number(number), ref)
         if not delivered:
             raise TransientError("; ".join(failures) or "no SMS recipients configured")
         for failure in failures:
-            log.error("SMS for alert %s: %s", alert.id, failure)
+            log.error("SMS for %s: %s", what, failure)
 
 
 class AppriseNotifier:
@@ -96,8 +101,10 @@ class AppriseNotifier:
         self._composer = _Composer(cfg)
 
     async def notify(self, alert: Alert, *, attempt: int) -> None:
-        text = self._composer.text(alert, attempt)
-        ok = await self._apprise.async_notify(body=text, title=text.split("，")[0][:40])
+        await self.send_text(self._composer.text(alert, attempt))
+
+    async def send_text(self, text: str) -> None:
+        ok = await self._apprise.async_notify(body=text, title=text.split("，", maxsplit=1)[0][:40])
         if not ok:
             raise TransientError("apprise: no service accepted the message (see log above)")
 

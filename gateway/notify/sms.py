@@ -89,6 +89,7 @@ _CREG = {"0": "not registered", "1": "home", "2": "searching", "3": "denied", "4
          "5": "roaming"}
 
 Opener = Callable[..., Any]
+_PORT_LOCKS: dict[str, threading.Lock] = {}
 
 
 def _default_opener(port: str, baudrate: int, timeout: float) -> Any:
@@ -118,7 +119,9 @@ class Modem:
         self.command_timeout_s = command_timeout_s
         self.pin = pin
         self._opener = opener or _default_opener
-        self._lock = threading.Lock()
+        # One dialogue per port in this process, whichever Modem object asks (escalation
+        # and the daily summary each have one).
+        self._lock = _PORT_LOCKS.setdefault(port, threading.Lock())
         self._ser: Any = None
         self._buf = b""
 

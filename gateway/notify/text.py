@@ -49,6 +49,12 @@ _EN = {
 }
 
 
+def type_name(type_: AlertType, language: str) -> str:
+    """The alert type as a family member would say it."""
+    names = _EN if language == "en" else _ZH
+    return names.get(type_, type_.value)
+
+
 def compose(alert: Alert, *, attempt: int, home: str, tz: ZoneInfo, language: str = "zh",
             room_name: str | None = None) -> str:
     """The escalation message for ``alert``; ``room_name`` is the installer's name of the room."""

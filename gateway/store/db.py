@@ -325,6 +325,31 @@ class Store:
             )
         return True
 
+    # ------------------------------------------------------------------ day summary
+
+    def activity_between(
+        self, start: datetime, end: datetime, kinds: Iterable[str]
+    ) -> tuple[datetime | None, datetime | None, int]:
+        """First and last time, and count, of readings of ``kinds`` in [start, end)."""
+        names = sorted(set(kinds))
+        marks = ",".join("?" * len(names))
+        with self._lock:
+            first, last, n = self.conn.execute(
+                f"SELECT MIN(ts), MAX(ts), COUNT(*) FROM readings WHERE ts >= ? AND ts < ?"  # noqa: S608 - only placeholders are formatted in
+                f" AND kind IN ({marks})",
+                (_ts(start.astimezone(UTC)), _ts(end.astimezone(UTC)), *names),
+            ).fetchone()
+        return _dt(first), _dt(last), int(n)
+
+    def alerts_between(self, start: datetime, end: datetime) -> list[tuple[AlertType, AlertState]]:
+        """Type and current state of the alerts raised in [start, end), oldest first."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT type, state FROM alerts WHERE ts >= ? AND ts < ? ORDER BY ts",
+                (_ts(start.astimezone(UTC)), _ts(end.astimezone(UTC))),
+            ).fetchall()
+        return [(AlertType(t), AlertState(st)) for t, st in rows]
+
     # ------------------------------------------------------------------ learned state
 
     def learned(self, name: str) -> Any | None:
