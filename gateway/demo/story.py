@@ -1,6 +1,10 @@
 """The demo's scripted story: one morning in a one-bedroom flat, in about a minute.
 
 Each step is what a sensor says, when, and what the platform should see because of it.
+Where the sensor is emulated (:mod:`gateway.demo.devices`: the button, the door and the
+bed pad run their firmware, the radar an emulator) the step is a stimulus to that device
+(press the button, lift the magnet, get off the mat) and the reading comes out of the
+gateway's own driver; the other steps are replayed as readings.
 """
 
 from __future__ import annotations
@@ -11,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, GatewayConfig, RoomConfig, SensorConfig, StorageConfig, UplinkConfig
+from gateway.config import (
+    Config,
+    GatewayConfig,
+    RoomConfig,
+    SecretsConfig,
+    SensorConfig,
+    StorageConfig,
+    UplinkConfig,
+)
+from gateway.demo.devices import BUTTON_KEY, BUTTON_KEY_NAME, BUTTON_MAC, DOOR_MAC
 from gateway.model import SensorKind, Transport
 
 
@@ -32,23 +45,30 @@ class Step:
 
 
 def demo_config(workdir: Path, broker_url: str) -> Config:
-    """The embedded example home the demo runs."""
+    """The embedded example home the demo runs.
+
+    The serial sensors' ports are the emulators' pty links in ``workdir``; the button's
+    bind key is the one its emulated firmware encrypts with.
+    """
     def ble(i: int) -> str:
         return f"A4:C1:38:DE:00:{i:02X}"
 
     sensors = (
-        SensorConfig(id="button-bedside", kind=SensorKind.BUTTON, transport=Transport.BLE, address=ble(1),
-                     room="bedroom", label="一键呼叫 bedside button", model="SBBT-002C"),
-        SensorConfig(id="bed-pad", kind=SensorKind.BED, transport=Transport.SERIAL, address="loop://bed",
-                     room="bedroom", label="bed pad", protocol="bedpad"),
+        SensorConfig(id="button-bedside", kind=SensorKind.BUTTON, transport=Transport.BLE, address=BUTTON_MAC,
+                     room="bedroom", label="一键呼叫 bedside button", model="Anxin button (firmware_stubs)",
+                     key=BUTTON_KEY_NAME),
+        SensorConfig(id="bed-pad", kind=SensorKind.BED, transport=Transport.SERIAL,
+                     address=str(workdir / "tty-bedpad"), room="bedroom", label="bed pad", protocol="bedpad",
+                     baud=9600),
         SensorConfig(id="motion-living", kind=SensorKind.MOTION, transport=Transport.BLE, address=ble(2),
                      room="living", label="living room motion"),
         SensorConfig(id="motion-bath", kind=SensorKind.MOTION, transport=Transport.BLE, address=ble(3),
                      room="bathroom", label="bathroom motion"),
-        SensorConfig(id="door-front", kind=SensorKind.DOOR, transport=Transport.BLE, address=ble(4),
+        SensorConfig(id="door-front", kind=SensorKind.DOOR, transport=Transport.BLE, address=DOOR_MAC,
                      room="entrance", label="front door"),
         SensorConfig(id="radar-bath", kind=SensorKind.RADAR_FALL, transport=Transport.SERIAL,
-                     address="loop://radar", room="bathroom", label="bathroom fall radar", protocol="mr60fda2"),
+                     address=str(workdir / "tty-radar"), room="bathroom", label="bathroom fall radar",
+                     protocol="mr60fda2", model="MR60FDA2"),
         SensorConfig(id="pendant", kind=SensorKind.PENDANT, transport=Transport.BLE, address=ble(5),
                      room="living", label="waist pendant"),
     )
@@ -68,6 +88,7 @@ def demo_config(workdir: Path, broker_url: str) -> Config:
                             telemetry_interval_s=15),
         storage=StorageConfig(path=str(workdir / "anxin-demo.db"), budget_mb=64, reserve_mb=2,
                               group_commit_ms=50),
+        secrets=SecretsConfig(keys={BUTTON_KEY_NAME: BUTTON_KEY}),
     )
 
 
@@ -123,6 +144,7 @@ OUTAGE = (50.0, 60.0)
 DURATION_S = 72.0
 
 
-def write_session(path: Path) -> Path:
-    path.write_text("".join(s.line() + "\n" for s in story()), encoding="utf-8")
+def write_session(path: Path, steps: list[Step] | None = None) -> Path:
+    """The replayed part of the story (all of it by default) as JSON lines of readings."""
+    path.write_text("".join(s.line() + "\n" for s in (story() if steps is None else steps)), encoding="utf-8")
     return path
