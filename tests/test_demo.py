@@ -1,10 +1,11 @@
 """`anxin demo` runs headless with a time limit, and the platform got the whole story.
 
-The button, the door contact and the bed pad run their real firmware (BLE adverts through
-a mock BlueZ into bleak; the bed pad's UART on a pty into the serial driver), the radar an
-emulator on a pty; the test reads every message the platform received (``--record``) and
-checks that they came through those paths, and that the readings taken while the home's
-link was down arrived afterwards, once each, in order.
+The button, the door contact, the pendant and the bed pad run their real firmware (BLE
+adverts and the pendant's GATT notifications through a mock BlueZ into bleak; the bed
+pad's UART on a pty into the serial driver), the radar an emulator on a pty. The test
+reads every message the platform received (``--record``) and checks that they came
+through those paths, and that the readings taken while the home's link was down arrived
+afterwards, once each, in order.
 """
 
 from __future__ import annotations
@@ -93,8 +94,14 @@ def test_demo_headless_delivers_the_story(tmp_path: Path) -> None:
         assert raised["evidence"]["button"] == "button"
         assert isinstance(press["extra"]["rssi_dbm"], int)
         assert all(r["extra"]["object"] == "opening" for r in door)
+        # The pendant's 50 Hz frames and its "I'm OK" press, notified over GATT to the pendant driver.
+        assert feeds["pendant"] == "firmware (GATT through mock BlueZ)"
+        assert drivers["ble-pendant:pendant"]["frames_ok"] >= 100
+        assert drivers["ble-pendant:pendant"]["frames_rejected"] == 0
+        assert [r["value"] for r in by_sensor["pendant"] if r["kind"] == "link"][:1] == ["up"]
     else:
         assert "button-bedside" not in feeds
+        assert "pendant" not in feeds
         assert "no mock BlueZ" in out.stderr
         assert "button" not in raised["evidence"]
 
@@ -129,11 +136,13 @@ async def test_without_a_mock_bluez_the_ble_sensors_are_replayed(tmp_path: Path,
     finally:
         await home.close()
     assert home.notes == ["no mock BlueZ (BLE firmware devices need python-dbusmock and dbus-python "
-                          "(No module named 'dbus')): the button and the door are replayed, not their firmware"]
+                          "(No module named 'dbus')): the button, the door and the pendant are replayed, "
+                          "not their firmware"]
     assert home.feeds == {"bed-pad": "firmware (serial on a pty)", "radar-bath": "emulator (serial on a pty)"}
     assert not home.ble_live
     assert not home.handles("button-bedside", "button", "press")
     assert not home.handles("door-front", "contact", True)
+    assert not home.handles("pendant", "activity", "fall")
     assert home.handles("bed-pad", "in_bed", False)
     assert home.handles("radar-bath", "fall", True)
     assert not home.handles("motion-living", "motion", True)

@@ -1,28 +1,32 @@
 """The demo's emulated sensors: real firmware on emulated boards, and a radar on a pty.
 
-The button, the door contact and the bed pad run their MicroPython firmware from
-``firmware_stubs/`` under the host shim, each as a process (``python -m
-firmware_stubs.host``), and speak the real wire protocols:
+The button, the door contact, the pendant and the bed pad run their MicroPython firmware
+from ``firmware_stubs/`` under the host shim, each as a process (``python -m
+firmware_stubs.host``; the pendant through :mod:`gateway.demo.pendant_board`, which also
+moves its accelerometer), and speak the real wire protocols:
 
 * button and door: BTHome v2 adverts (the button's AES-CCM encrypted) become
   ``ServiceData`` changes on a mock BlueZ (python-dbusmock on a private system bus,
   :class:`gateway.hil.MockBlueZ`); the gateway's unmodified bleak scanner hears them;
+* pendant: its GATT notifications (50 Hz accelerometer frames, "I'm OK") become ``Value``
+  changes of characteristics that :class:`GattPeripheral` adds to that mock BlueZ; the
+  gateway's pendant driver connects and subscribes with bleak as to a real pendant;
 * bed pad: the bed-pad serial protocol on a pseudo-terminal, opened by the gateway's
   serial driver as it would open ``/dev/ttyUSB0``;
 * the bathroom radar has no firmware of ours (it is a Seeed MR60FDA2 module):
   :class:`RadarEmulator` writes its frames (``drivers.serial.mr60.encode``) to a pty.
 
-The pendant's GATT stream is not emulated: the mock BlueZ has no GATT server, so the
-pendant (and the motion sensors, which have no firmware here) stay in the replay feed.
-Where the mock BlueZ cannot start (no dbus-daemon, no python-dbusmock) or the firmware is
-not there (an installed package without the source tree), those sensors fall back to the
-replay feed too; :attr:`EmulatedHome.feeds` says which sensor is fed how.
+The motion sensors have no firmware here and stay in the replay feed. Where the mock
+BlueZ cannot start (no dbus-daemon, no python-dbusmock) or the firmware is not there (an
+installed package without the source tree), those sensors fall back to the replay feed
+too; :attr:`EmulatedHome.feeds` says which sensor is fed how.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from drivers.ble.pendant_protocol import ACCEL_CHAR_UUID, BATTERY_LEVEL_UUID, CANCEL_CHAR_UUID, SERVICE_UUID
 from drivers.serial import mr60
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 SOURCE_ROOT = Path(__file__).resolve().parent.parent.parent
 BUTTON_MAC = "A4:C1:38:DE:00:01"
 DOOR_MAC = "A4:C1:38:DE:00:04"
+PENDANT_MAC = "A4:C1:38:DE:00:05"
+BATTERY_SERVICE_UUID = "0000180f-0000-1000-8000-00805f9b34fb"
 BUTTON_KEY_NAME = "button-demo"
 BUTTON_KEY = "7d3a9c0e51b24f86a0c9e2d4b6f81357"  # the demo button's bind key, not a real device's
 
@@ -59,6 +66,12 @@ class BoardSpec:
     mac: str = ""
     key: str | None = None
     name: str = ""
+    runner: str = "firmware_stubs.host"  # the module run with ``python -m``; it takes the device first
+
+    @property
+    def feed(self) -> str:
+        return {"ble": "firmware (BLE through mock BlueZ)", "gatt": "firmware (GATT through mock BlueZ)",
+                "serial": "firmware (serial on a pty)"}[self.transport]
 
     def commands(self, kind: str, value: Any) -> tuple[str, ...] | None:
         for k, v, cmds in self.actions:
@@ -78,6 +91,13 @@ BOARDS: tuple[BoardSpec, ...] = (
     BoardSpec("door", "door-front", "ble", ("--adc-uv", "1650000"), ("pin 3 0",),
               (("contact", True, ("pin 3 release",)), ("contact", False, ("pin 3 0",))),
               mac=DOOR_MAC, name="AX-DOOR"),
+    # The pendant's central (the gateway) is connected from power-up with an ATT MTU of 247:
+    # 10 samples a notification. "I'm OK" is GPIO3 to ground; the wearer sits, walks, falls.
+    # Its LiPo reads 3.9 V through the divider (75 %).
+    BoardSpec("pendant", "pendant", "gatt", ("--adc-uv", "1950000"), ("connect 247",),
+              (("activity", "sit", ("activity sit",)), ("activity", "walk", ("activity walk",)),
+               ("activity", "fall", ("activity fall",)), ("cancel", True, ("pin 3 0", "wait 100", "pin 3 release"))),
+              mac=PENDANT_MAC, name="Anxin Pendant", runner="gateway.demo.pendant_board"),
     BoardSpec("bedpad", "bed-pad", "serial", ("--adc-uv", "1600000", "--pty", "--boot-after", "2"), (),
               (("in_bed", False, ("adc 4 200000",)), ("in_bed", True, ("adc 4 1600000",)))),
 )
@@ -95,10 +115,14 @@ class DemoBoard:
     def __init__(self, spec: BoardSpec, work: Path, env: dict[str, str], log_file: IO[bytes],
                  bluez: Any = None) -> None:
         self.spec, self.bluez = spec, bluez
+        self.gatt: GattPeripheral | None = None
         flash = work / f"flash-{spec.device}"
         flash.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "firmware_stubs.host", spec.device, "--flash", str(flash), *spec.args]
-        if spec.transport == "ble":
+        cmd = [sys.executable, "-m", spec.runner, *([spec.device] if spec.runner == "firmware_stubs.host" else []),
+               "--flash", str(flash), *spec.args]
+        if spec.transport == "gatt":
+            cmd += ["--mac", spec.mac]
+        elif spec.transport == "ble":
             cmd += ["--mac", spec.mac]
             # heartbeats every 10 minutes: only the story's changes go on air during the demo
             cfg = f"HEARTBEAT_S = 600\nNAME = {spec.name!r}\n"
@@ -107,6 +131,7 @@ class DemoBoard:
             (flash / "config.py").write_text(cfg, encoding="utf-8")
         self.port = work / f"tty-{spec.device}"
         self.adverts = 0
+        self.notes = 0
         self.live = False
         self.proc = subprocess.Popen(cmd, cwd=SOURCE_ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log_file)
@@ -126,6 +151,8 @@ class DemoBoard:
             with contextlib.suppress(FileNotFoundError):
                 self.port.unlink()
             self.port.symlink_to(pty)
+        elif self.spec.transport == "gatt" and self.bluez is not None:
+            self.gatt = GattPeripheral(self.bluez, self.spec.mac, self.spec.name)
         elif self.bluez is not None:
             self.bluez.add_device(self.spec.mac, self.spec.name)
         self._reader = threading.Thread(target=self._read, name=f"demo-{self.spec.device}", daemon=True)
@@ -141,7 +168,14 @@ class DemoBoard:
                 msg = json.loads(line)
             except ValueError:
                 continue
-            advert = msg.get("advert") if isinstance(msg, dict) else None
+            if not isinstance(msg, dict):
+                continue
+            note = msg.get("notify")
+            if note and self.gatt is not None:
+                self.notes += 1
+                self.gatt.notify(note["uuid"], bytes.fromhex(note["data"]))
+                continue
+            advert = msg.get("advert")
             if advert and self.bluez is not None and self.live:
                 data = {u: bytes.fromhex(h) for u, h in advert.get("service_data", {}).items()}
                 with contextlib.suppress(Exception):  # the bus going away at the end is not a failure
@@ -167,6 +201,87 @@ class DemoBoard:
             await asyncio.to_thread(self._reader.join, 5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self.gatt is not None:
+            await asyncio.to_thread(self.gatt.close)
+
+
+class GattPeripheral:
+    """The pendant's GATT server on the mock BlueZ, for bleak to connect to and subscribe.
+
+    python-dbusmock's bluez5 template has devices but no GATT: this adds the pendant
+    service (accelerometer and "I'm OK" characteristics, ``drivers/ble/pendant_protocol``)
+    and the standard Battery service as ``GattService1`` / ``GattCharacteristic1`` objects
+    under the device, marks its services resolved, and turns each notification of the
+    firmware into a ``Value`` change, what bluetoothd does for a subscribed characteristic.
+    While the pendant is not connected it is "seen" once a second (an RSSI change), so a
+    scan finds it.
+    """
+
+    SERVICES: tuple[tuple[str, int, tuple[tuple[str, int, tuple[str, ...]], ...]], ...] = (
+        (SERVICE_UUID, 0x000A, ((ACCEL_CHAR_UUID, 0x000B, ("notify",)),
+                                (CANCEL_CHAR_UUID, 0x000E, ("read", "notify")))),
+        (BATTERY_SERVICE_UUID, 0x0011, ((BATTERY_LEVEL_UUID, 0x0012, ("read", "notify")),)),
+    )
+
+    def __init__(self, bluez: Any, mac: str, name: str) -> None:
+        dbus: Any = importlib.import_module("dbus")
+        importlib.import_module("dbus.bus")
+        dbusmock: Any = importlib.import_module("dbusmock")
+        self._dbus = dbus
+        bluez.add_device(mac, name)
+        self.conn = dbus.bus.BusConnection(bluez.address)  # our own: bluez's is used from other threads
+        self._lock = threading.Lock()
+        dev_path = f"/org/bluez/hci0/dev_{mac.upper().replace(':', '_')}"
+        root = dbus.Interface(self.conn.get_object("org.bluez", "/"), dbusmock.MOCK_IFACE)
+        self.chars: dict[str, Any] = {}
+        for svc_uuid, svc_handle, chars in self.SERVICES:
+            svc_path = f"{dev_path}/service{svc_handle:04x}"
+            root.AddObject(svc_path, "org.bluez.GattService1", {
+                "UUID": svc_uuid, "Primary": True, "Device": dbus.ObjectPath(dev_path),
+                "Includes": dbus.Array([], signature="o"),
+            }, [])
+            for uuid, handle, flags in chars:
+                path = f"{svc_path}/char{handle:04x}"
+                root.AddObject(path, "org.bluez.GattCharacteristic1", {
+                    "UUID": uuid, "Service": dbus.ObjectPath(svc_path), "Flags": dbus.Array(flags, signature="s"),
+                    "Value": dbus.Array(b"\x50" if uuid == BATTERY_LEVEL_UUID else b"", signature="y"),
+                    "Notifying": False,
+                }, [
+                    ("StartNotify", "", "", "self.UpdateProperties(IFACE, {'Notifying': dbus.Boolean(True)})"
+                     .replace("IFACE", repr("org.bluez.GattCharacteristic1"))),
+                    ("StopNotify", "", "", "self.UpdateProperties(IFACE, {'Notifying': dbus.Boolean(False)})"
+                     .replace("IFACE", repr("org.bluez.GattCharacteristic1"))),
+                    ("ReadValue", "a{sv}", "ay", "ret = self.Get('org.bluez.GattCharacteristic1', 'Value')"),
+                ])
+                self.chars[uuid] = dbus.Interface(self.conn.get_object("org.bluez", path), dbusmock.MOCK_IFACE)
+        self.device = dbus.Interface(self.conn.get_object("org.bluez", dev_path), dbusmock.MOCK_IFACE)
+        self.device.UpdateProperties("org.bluez.Device1", {
+            "ServicesResolved": True, "UUIDs": dbus.Array([SERVICE_UUID], signature="s"),
+        })
+        self._stop = threading.Event()
+        self._beacon = threading.Thread(target=self._seen, name="demo-pendant-beacon", daemon=True)
+        self._beacon.start()
+
+    def _seen(self) -> None:
+        rssi = -58
+        while not self._stop.wait(1.0):
+            rssi = -58 if rssi != -58 else -59
+            with self._lock, contextlib.suppress(Exception):  # the bus going away at the end is not a failure
+                self.device.UpdateProperties("org.bluez.Device1", {"RSSI": self._dbus.Int16(rssi)})
+
+    def notify(self, uuid: str, data: bytes) -> None:
+        char = self.chars.get(uuid)
+        if char is None:
+            return
+        with self._lock, contextlib.suppress(Exception):
+            char.UpdateProperties("org.bluez.GattCharacteristic1",
+                                  {"Value": self._dbus.Array(data, signature="y")})
+
+    def close(self) -> None:
+        self._stop.set()
+        self._beacon.join(5)
+        with self._lock, contextlib.suppress(Exception):
+            self.conn.close()
 
 
 class RadarEmulator:
@@ -240,6 +355,7 @@ class EmulatedHome:
 
     @property
     def ble_live(self) -> bool:
+        """Whether a BTHome board (button, door) runs: the gateway's BLE scanner has work."""
         return any(b.spec.transport == "ble" for b in self.boards.values())
 
     async def start(self) -> None:
@@ -252,14 +368,15 @@ class EmulatedHome:
             return
         env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
         specs = list(BOARDS)
-        if any(s.transport == "ble" for s in specs):
+        if any(s.transport in ("ble", "gatt") for s in specs):
             reason = self._start_bluez() if self.want_ble else "turned off"
             if reason:
-                specs = [s for s in specs if s.transport != "ble"]
-                self.notes.append(f"no mock BlueZ ({reason}): the button and the door are replayed, "
+                specs = [s for s in specs if s.transport not in ("ble", "gatt")]
+                self.notes.append(f"no mock BlueZ ({reason}): the button, the door and the pendant are replayed, "
                                   "not their firmware")
         for spec in specs:
-            board = DemoBoard(spec, self.work, env, self._log, self.bluez if spec.transport == "ble" else None)
+            bluez = self.bluez if spec.transport in ("ble", "gatt") else None
+            board = DemoBoard(spec, self.work, env, self._log, bluez)
             try:
                 await board.start()
             except (OSError, TimeoutError) as exc:
@@ -267,8 +384,7 @@ class EmulatedHome:
                 self.notes.append(f"{spec.device} firmware did not start ({exc}): {spec.sensor} is replayed")
                 continue
             self.boards[spec.sensor] = board
-            self.feeds[spec.sensor] = ("firmware (BLE through mock BlueZ)" if spec.transport == "ble"
-                                       else "firmware (serial on a pty)")
+            self.feeds[spec.sensor] = spec.feed
 
     def _start_bluez(self) -> str:
         """Start the mock BlueZ and point this process's bleak at it; the reason if it cannot."""

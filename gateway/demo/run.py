@@ -1,9 +1,9 @@
 """The demo: a local broker, the gateway with an example home, the story, the platform's view.
 
 The gateway runs in this process on the same path as `anxin run` (drivers → detectors →
-store → uplink). The button, the door and the bed pad run their real firmware on emulated
-boards and reach the gateway's own BLE and serial drivers; the radar is an emulator on a
-pty; the pendant and the motion sensors are replayed (:mod:`gateway.demo.devices`). The
+store → uplink). The button, the door, the pendant and the bed pad run their real firmware on
+emulated boards and reach the gateway's own BLE, pendant (GATT) and serial drivers; the
+radar is an emulator on a pty; the motion sensors are replayed (:mod:`gateway.demo.devices`). The
 platform's view is a separate MQTT client that prints what
 arrives and acknowledges the emergency button as an operator would. Midway the broker is
 cut off from the home for ten seconds (its internet link drops; the platform stays up), and
@@ -34,7 +34,7 @@ from gateway.demo.devices import EmulatedHome
 from gateway.demo.link import LinkRelay
 from gateway.demo.story import DURATION_S, OUTAGE, Step, demo_config, story, write_session
 from gateway.hil import Subscriber
-from gateway.model import Transport
+from gateway.model import SensorKind, Transport
 from gateway.service import Service, open_store
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,11 @@ async def _play(cfg: Config, home: EmulatedHome, session: Path, steps: list[Step
         from drivers.ble.driver import BleDriver
 
         drivers.append(BleDriver.from_config(cfg, store=store, clock=clock, on_health=service.submit_alert))
+    pendants = [s for s in cfg.sensor_list() if s.kind is SensorKind.PENDANT and s.id in home.boards]
+    if pendants:
+        from drivers.ble.pendant import PendantDriver
+
+        drivers.extend(PendantDriver(s, clock=clock) for s in pendants)
     serial = [s for s in cfg.sensor_list() if s.transport is Transport.SERIAL and s.id in home.feeds]
     if serial:
         from drivers.serial.driver import build_serial_drivers
