@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gateway import hil
+from gateway.demo import devices
 from gateway.demo.devices import EmulatedHome
 from gateway.demo.story import OUTAGE
 from gateway.errors import ConfigError
@@ -158,3 +159,16 @@ async def test_with_emulation_off_everything_is_replayed(tmp_path: Path) -> None
     assert home.feeds == {}
     assert not home.boards
     assert not home.handles("radar-bath", "fall", True)
+
+
+async def test_without_the_firmware_tree_only_the_radar_is_emulated(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "firmware_available", lambda: False)
+    home = EmulatedHome(tmp_path)
+    try:
+        await home.start()
+    finally:
+        await home.close()
+    assert home.notes == ["the firmware (firmware_stubs/) is not here: button, door, pendant and bed pad are replayed"]
+    assert home.feeds == {"radar-bath": "emulator (serial on a pty)"}
+    assert not home.boards

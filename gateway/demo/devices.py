@@ -364,7 +364,8 @@ class EmulatedHome:
         self.radar = RadarEmulator(self.work)
         self.feeds[self.radar.sensor] = "emulator (serial on a pty)"
         if not firmware_available():
-            self.notes.append("the firmware (firmware_stubs/) is not here: button, door and bed pad are replayed")
+            self.notes.append("the firmware (firmware_stubs/) is not here: "
+                              "button, door, pendant and bed pad are replayed")
             return
         env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
         specs = list(BOARDS)
