@@ -58,8 +58,8 @@ class BoardSpec:
 
     device: str  # firmware_stubs/<device>/main.py
     sensor: str  # the sensor id in the demo home
-    transport: str  # "ble" (adverts into the mock BlueZ) or "serial" (UART1 on a pty)
-    args: tuple[str, ...]  # extra arguments for ``python -m firmware_stubs.host``
+    transport: str  # "ble" (adverts into the mock BlueZ), "gatt" (notifications, ditto), "serial" (UART1 on a pty)
+    args: tuple[str, ...]  # extra arguments for the runner
     boot: tuple[str, ...]  # stdin commands at power-up
     # (reading kind, value) of a story step -> the host shim's stdin commands that cause it
     actions: tuple[tuple[str, Any, tuple[str, ...]], ...]
@@ -120,10 +120,9 @@ class DemoBoard:
         flash.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", spec.runner, *([spec.device] if spec.runner == "firmware_stubs.host" else []),
                "--flash", str(flash), *spec.args]
-        if spec.transport == "gatt":
+        if spec.transport in ("ble", "gatt"):
             cmd += ["--mac", spec.mac]
-        elif spec.transport == "ble":
-            cmd += ["--mac", spec.mac]
+        if spec.transport == "ble":
             # heartbeats every 10 minutes: only the story's changes go on air during the demo
             cfg = f"HEARTBEAT_S = 600\nNAME = {spec.name!r}\n"
             if spec.key:
@@ -131,7 +130,7 @@ class DemoBoard:
             (flash / "config.py").write_text(cfg, encoding="utf-8")
         self.port = work / f"tty-{spec.device}"
         self.adverts = 0
-        self.notes = 0
+        self.notifications = 0
         self.live = False
         self.proc = subprocess.Popen(cmd, cwd=SOURCE_ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log_file)
@@ -172,7 +171,7 @@ class DemoBoard:
                 continue
             note = msg.get("notify")
             if note and self.gatt is not None:
-                self.notes += 1
+                self.notifications += 1
                 self.gatt.notify(note["uuid"], bytes.fromhex(note["data"]))
                 continue
             advert = msg.get("advert")
@@ -380,7 +379,7 @@ class EmulatedHome:
             board = DemoBoard(spec, self.work, env, self._log, bluez)
             try:
                 await board.start()
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a board that cannot start is replayed instead
                 await board.close()
                 self.notes.append(f"{spec.device} firmware did not start ({exc}): {spec.sensor} is replayed")
                 continue
