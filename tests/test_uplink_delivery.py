@@ -196,3 +196,16 @@ async def test_wake_from_another_thread(mosquitto, store, platform):
 
         row = await asyncio.to_thread(commit_and_wake)
         assert await uplink.wait_delivered(row.seq, 10)
+
+
+async def test_waiting_for_a_row_already_acknowledged_returns_at_once(mosquitto, store, platform):
+    """`anxin send-test-alert` may start waiting after the PUBACK arrived: that is delivered."""
+    uplink = Uplink(make_config(mosquitto), store)
+    async with running(uplink):
+        await until(lambda: uplink.connected)
+        row = store.commit_alert(alert())
+        uplink.wake()
+        await until(lambda: uplink.stats.delivered >= 1)
+        t0 = time.monotonic()
+        assert await uplink.wait_delivered(row.seq, 5)
+        assert time.monotonic() - t0 < 1, "answered from the recent PUBACKs, not by waiting"

@@ -151,6 +151,9 @@ class Uplink:
         self._refused: set[int] = set()
         self._poison: set[int] = set()
         self._waiters: dict[int, asyncio.Future[None]] = {}
+        # Seqs acknowledged lately: a wait_delivered that starts after the PUBACK came in
+        # (the loop ran the drain before the waiter) is answered from here.
+        self._recent_acked: deque[int] = deque(maxlen=4096)
         self._mid_waiters: dict[int, asyncio.Future[bool]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.commands = CommandHandler(self)
@@ -226,6 +229,8 @@ class Uplink:
 
     async def wait_delivered(self, seq: int, timeout_s: float) -> bool:
         """Wait for the PUBACK of outbox row ``seq`` (True) or the timeout (False)."""
+        if seq in self._recent_acked:
+            return True
         fut = self._waiters.get(seq)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
@@ -607,6 +612,7 @@ class Uplink:
                 self._acked_since = time.monotonic()
             self._acked.append(row)
             self.stats.delivered += 1
+            self._recent_acked.append(row.seq)
             fut = self._waiters.pop(row.seq, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
