@@ -74,7 +74,10 @@ def test_demo_headless_delivers_the_story(tmp_path: Path) -> None:
     # The bed pad's firmware, over a pty, through the serial driver: in bed at power-up, then out.
     assert feeds["bed-pad"] == "firmware (serial on a pty)"
     assert drivers["serial:bed-pad"]["frames_ok"] >= 2
-    assert [r["value"] for r in by_sensor["bed-pad"] if r["kind"] == "in_bed"] == [True, False]
+    in_bed = [r["value"] for r in by_sensor["bed-pad"] if r["kind"] == "in_bed"]
+    # The changes: into bed, out of bed. The pad's state is also re-reported every
+    # report interval (60 s), which a slow run reaches: repeats are not changes.
+    assert [v for i, v in enumerate(in_bed) if i == 0 or v != in_bed[i - 1]] == [True, False]
     # The radar emulator's MR60FDA2 frames, through the serial driver.
     assert feeds["radar-bath"] == "emulator (serial on a pty)"
     assert drivers["serial:radar-bath"]["frames_ok"] >= 10
