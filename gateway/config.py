@@ -264,6 +264,14 @@ class InactivityConfig:
     bed_debounce_s: float = field(
         default=120.0, metadata=meta(help="bed pad off for less than this still counts as in bed", min=0)
     )
+    context_factor_min: float = field(
+        default=0.5,
+        metadata=meta(help="learned room/context factor on the hour's limit: lowest", min=0.1, max=1),
+    )
+    context_factor_max: float = field(
+        default=2.0,
+        metadata=meta(help="learned room/context factor on the hour's limit: highest", min=1, max=10),
+    )
 
 
 @dataclass(frozen=True, slots=True)

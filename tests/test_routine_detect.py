@@ -30,6 +30,7 @@ from gateway.detect.profile import (
     MemoryLearned,
     QuietProfile,
     bin_of,
+    context_keys,
     hour_of_week,
     in_window,
 )
@@ -236,9 +237,10 @@ def test_inactivity_away_never_alarms_and_blip_does_not_end_away() -> None:
     assert types(run.until(back + timedelta(hours=4))) == [AlertType.INACTIVITY]
 
 
-def test_door_into_an_empty_home_is_a_return() -> None:
-    """Out for hours, the front door opens (and closes): someone came in, even if no other
-    sensor sees them (a home fitted with contacts only). Leaving stays away."""
+def test_door_into_an_empty_home_is_a_return_once_something_inside_moves() -> None:
+    """Out for hours, the front door opens (and closes): someone came back, or looked in and
+    went again. Still away (no alarm, however long) until the first activity inside; that
+    one activity is enough (a home fitted with contacts only may see little else of them)."""
     det = InactivityDetector(make_cfg(), MemoryLearned())
     run = Run(det)
     t = T0 + timedelta(hours=9)
@@ -252,10 +254,24 @@ def test_door_into_an_empty_home_is_a_return() -> None:
     assert det.tracker.last.state == AWAY
     back = t + timedelta(hours=3)
     run.feed([rd(back, "front"), rd(back + timedelta(seconds=4), "front", False)])
+    assert det.tracker.last.state == AWAY
+    assert det.tracker.arriving
+    assert run.until(back + timedelta(hours=5)) == []  # nobody seen inside: no alarm
+    inside = back + timedelta(hours=5, minutes=1)
+    run.feed([rd(inside, "fridge")])  # one sensor, once: someone is in
     assert det.tracker.last.state == HOME
-    got = run.until(back + timedelta(hours=4))
+    assert not det.tracker.arriving
+    got = run.until(inside + timedelta(hours=4))
     assert types(got) == [AlertType.INACTIVITY]
-    assert got[0].evidence["last_activity_sensor"] == "front"
+    assert got[0].evidence["last_activity_sensor"] == "fridge"
+    # coming home and walking straight in: home at once (the passage rule does not apply)
+    det3 = InactivityDetector(make_cfg(), MemoryLearned())
+    run3 = Run(det3)
+    run3.feed([rd(t, "pir_kit"), rd(t + timedelta(minutes=1), "front")])
+    run3.feed([rd(back, "front"), rd(back + timedelta(seconds=30), "pir_liv")])
+    assert det3.tracker.last.state == HOME
+    run3.feed([rd(back + timedelta(minutes=40), "pir_liv")])
+    assert det3.tracker.last.state == HOME
     # a second door soon after the first (someone else leaving a few minutes later): away
     det2 = InactivityDetector(make_cfg(), MemoryLearned())
     run2 = Run(det2)
@@ -267,6 +283,38 @@ def test_door_into_an_empty_home_is_a_return() -> None:
         ]
     )
     assert det2.tracker.last.state == AWAY
+
+
+def test_activity_just_after_the_front_door_is_part_of_going_out() -> None:
+    """The hall light, a remote put down on the way out: activity within two minutes of the
+    front door, then nothing for ten minutes, is a home left empty (no alarm), as the door
+    alone would be. Activity later than that says someone stayed."""
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    run = Run(det)
+    t = T0 + timedelta(hours=15)
+    run.feed(
+        [
+            rd(t, "pir_liv"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=1, seconds=20), "front", False),
+            rd(t + timedelta(minutes=2), "pir_liv"),  # 40 s after the door closed
+        ]
+    )
+    assert det.tracker.last.state == AWAY
+    assert run.until(t + timedelta(hours=6)) == []
+    # someone stayed: they are seen three minutes after the door, then fall still
+    det2 = InactivityDetector(make_cfg(), MemoryLearned())
+    run2 = Run(det2)
+    run2.feed(
+        [
+            rd(t, "pir_liv"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=4), "pir_kit"),
+        ]
+    )
+    assert det2.tracker.last.state == HOME
+    assert det2.tracker.last.context == "door"
+    assert types(run2.until(t + timedelta(hours=4))) == [AlertType.INACTIVITY]
 
 
 def test_inactivity_asleep_uses_sleep_limit() -> None:
@@ -568,29 +616,76 @@ def test_config_fields_have_help() -> None:
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
 
 
-def test_profile_room_dwell_scales_the_hour_limit() -> None:
-    """Quiet after the kitchen is short, after the living room long: limits follow."""
+def test_profile_room_and_context_scale_the_hour_limit() -> None:
+    """Quiet after the kitchen is short, after the living room long; quiet after a lone
+    sensor longer than while busy: limits follow, by the product of the two factors."""
     cfg = InactivityConfig(learning_days=7, min_samples=30, min_limit_min=10, margin=1.0)
     prof = QuietProfile(cfg)
+    kitchen_busy = context_keys("kitchen", "busy")
+    living_lone = context_keys("living", "lone")
+    assert kitchen_busy == ("room:kitchen", "ctx:busy")
     for d in range(14):
         for k in range(10):  # busy in the kitchen, now and then a long sit in the living room
-            prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, "kitchen")
+            assert prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, kitchen_busy)
         for k in range(3):
-            prof.add(HOME, (d % 7) * 24 + 14, 80.0 + 10 * k, "living")
+            prof.add(HOME, (d % 7) * 24 + 14, 80.0 + 10 * k, living_lone)
     prof.seen(T0)
     prof.seen(T0 + timedelta(days=14))
     plain = prof.limit(HOME, 14)
-    kitchen = prof.limit(HOME, 14, "kitchen")
-    living = prof.limit(HOME, 14, "living")
+    kitchen = prof.limit(HOME, 14, kitchen_busy)
+    living = prof.limit(HOME, 14, living_lone)
+    assert plain.factor is None
     assert kitchen.minutes < plain.minutes < living.minutes
-    assert kitchen.room_factor is not None
-    assert living.room_factor is not None
-    assert kitchen.room_factor < 1 < living.room_factor
-    # the scaling is bounded: never below 3/4 nor above twice the hour's limit
-    assert kitchen.minutes >= 0.75 * plain.minutes - 1e-6
+    assert kitchen.factor is not None
+    assert living.factor is not None
+    assert kitchen.factor < 1 < living.factor
+    assert kitchen.context == kitchen_busy
+    assert kitchen.hour_limit_min == pytest.approx(plain.minutes, abs=0.1)
+    # each factor is the ratio of 90th percentiles; the product within [0.5, 2]
+    q_all = prof._quantile(prof.counts[HOME].sum(axis=0))
+    q_kit = prof._quantile(prof.contexts[HOME]["room:kitchen"])
+    q_busy = prof._quantile(prof.contexts[HOME]["ctx:busy"])
+    assert q_all is not None
+    assert q_kit is not None
+    assert q_busy is not None
+    assert kitchen.factor == pytest.approx(max(0.5, q_kit / q_all * q_busy / q_all), abs=1e-3)
+    assert kitchen.minutes >= 0.5 * plain.minutes - 1e-6
     assert living.minutes <= 2.0 * plain.minutes + 1e-6
-    # a room never seen: the hour's limit
-    assert prof.limit(HOME, 14, "attic").minutes == plain.minutes
+    # a room never seen, or too rarely seen (fewer than min_samples): the hour's limit
+    assert prof.limit(HOME, 14, ("room:attic",)).minutes == plain.minutes
+    hall = QuietProfile(cfg)
+    hall.load_json(prof.to_json())
+    for _ in range(5):
+        hall.add(HOME, 14, 200.0, ("room:hall",))
+    assert hall.limit(HOME, 14, ("room:hall",)).factor is None
+    # tighter bounds are honoured
+    narrow = QuietProfile(
+        InactivityConfig(
+            learning_days=7, min_samples=30, min_limit_min=10, margin=1.0, context_factor_min=0.9
+        )
+    )
+    narrow.load_json(prof.to_json())
+    assert narrow.limit(HOME, 14, kitchen_busy).factor == 0.9
+
+
+def test_profile_reads_the_older_layout() -> None:
+    """A store written before contexts (version 1, rooms by bare name) loads as room keys."""
+    cfg = InactivityConfig()
+    old = {
+        "v": 1,
+        "bins": len(BIN_EDGES_MIN) - 1,
+        "counts": {HOME: [[14, 10, 3]], ASLEEP: []},
+        "rooms": {HOME: {"kitchen": [[10, 3]]}, ASLEEP: {}},
+        "first_ts": 0.0,
+        "last_ts": 86400.0,
+    }
+    prof = QuietProfile(cfg)
+    prof.load_json(old)
+    assert prof.total(HOME) == 3
+    assert int(prof.contexts[HOME]["room:kitchen"].sum()) == 3
+    again = QuietProfile(cfg)
+    again.load_json(prof.to_json())
+    assert again.to_json() == prof.to_json()
 
 
 def test_not_up_skipped_on_a_day_the_gateway_did_not_watch_the_morning() -> None:

@@ -25,6 +25,7 @@ from gateway.detect.profile import (
     Limit,
     QuietProfile,
     bedroom_rooms_of,
+    context_keys,
     find_entrance_door,
     hour_of_week,
 )
@@ -32,6 +33,11 @@ from gateway.model import ACTIVITY_KINDS, Alert, AlertType, Reading, Sensor
 
 KEY = "routine.inactivity"
 PERSIST_EVERY = timedelta(minutes=10)
+
+
+def keys_of(a: Activity) -> tuple[str, ...]:
+    """The context keys a quiet period after this activity is learned and judged under."""
+    return context_keys(a.room or a.sensor_id, a.context)
 
 
 class InactivityDetector:
@@ -120,7 +126,7 @@ class InactivityDetector:
         if prev is not None and act.ts > prev.ts and (upto is None or act.ts.timestamp() > upto):
             minutes = (act.ts - prev.ts).total_seconds() / 60.0
             learned = self.profile.add(
-                prev.state, hour_of_week(prev.ts, self.tz), minutes, prev.room or prev.sensor_id
+                prev.state, hour_of_week(prev.ts, self.tz), minutes, keys_of(prev)
             )
         self._dirty = True
         if (
@@ -137,7 +143,7 @@ class InactivityDetector:
         if last is None or last.state == AWAY:
             return None
         return self.profile.limit(
-            last.state, hour_of_week(last.ts, self.tz), last.room or last.sensor_id
+            last.state, hour_of_week(last.ts, self.tz), keys_of(last)
         )
 
     def deadline(self) -> datetime | None:
@@ -177,8 +183,14 @@ class InactivityDetector:
         }
         if lim.quantile_min is not None:
             evidence["usual_longest_min"] = round(lim.quantile_min, 1)
-        if lim.room_factor is not None:
-            evidence["room_factor"] = lim.room_factor
+        if last.context:
+            evidence["context"] = last.context
+        if lim.factor is not None:
+            evidence["hour_limit_min"] = lim.hour_limit_min
+            evidence["context_factor"] = lim.factor
+            evidence["context_keys"] = list(lim.context)
+        if lim.hours:
+            evidence["hours_pooled"] = lim.hours
         return Alert.raise_(
             AlertType.INACTIVITY,
             now,
