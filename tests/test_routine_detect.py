@@ -461,6 +461,106 @@ def test_not_up_configured_then_learned() -> None:
     assert t < T0 + timedelta(days=1)
 
 
+def test_not_up_a_toilet_trip_is_not_getting_up() -> None:
+    """Up at 06:30 for the toilet and back to bed: not up. The alarm comes at the not-up
+    time. The day after, 20 minutes out of the bedroom is up, learned from its start."""
+    det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed(
+        [
+            rd(d1 + timedelta(hours=6, minutes=30), "bed", False),
+            rd(d1 + timedelta(hours=6, minutes=31), "pir_kit"),  # out of the bedroom
+            rd(d1 + timedelta(hours=6, minutes=36), "pir_bed"),  # back after five minutes
+            rd(d1 + timedelta(hours=6, minutes=37), "bed", True),
+        ]
+    )
+    assert det.up_day is None
+    assert det.up_start is None
+    got = run.until(d1 + timedelta(hours=9, minutes=1))
+    assert types(got) == [AlertType.NOT_UP]
+    # the next morning: out at 07:10, kitchen, then quiet (sitting somewhere without a
+    # sensor): after 20 minutes that is up, and 07:10 is the getting-up time
+    d2 = T0 + timedelta(days=2)
+    run.feed(
+        [
+            rd(d2 + timedelta(hours=7, minutes=9), "bed", False),
+            rd(d2 + timedelta(hours=7, minutes=10), "pir_kit"),
+        ]
+    )
+    assert run.until(d2 + timedelta(hours=7, minutes=29)) == []
+    assert det.up_day is None  # not yet 20 minutes
+    run.until(d2 + timedelta(hours=7, minutes=31))
+    assert det.up_day == d2.date().isoformat()
+    assert det.wake == [(d2.date().isoformat(), 7 * 60 + 10)]
+    assert run.until(d2 + timedelta(hours=12)) == []
+
+
+def test_not_up_out_of_the_bedroom_at_the_due_time_is_not_an_alarm() -> None:
+    """Getting up a few minutes before the not-up time: not yet confirmed, but out of the
+    bedroom now, so no alarm."""
+    _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=8, minutes=55), "pir_kit")])
+    assert run.until(d1 + timedelta(hours=12)) == []
+
+
+def test_not_up_a_late_riser_moves_the_time_from_the_first_morning() -> None:
+    det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    assert det.not_up_time_min() == (9 * 60, "configured")
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=8), "pir_kit")])  # up at 08:00: earlier than 09:00
+    run.until(d1 + timedelta(hours=8, minutes=30))
+    assert det.not_up_time_min() == (9 * 60, "configured")
+    night_in_bed(run, d1)
+    d2 = T0 + timedelta(days=2)
+    run.feed([rd(d2 + timedelta(hours=8, minutes=50), "pir_kit")])  # 08:50 + 60 min
+    run.until(d2 + timedelta(hours=9, minutes=30))
+    assert det.not_up_time_min() == (9 * 60 + 50, "learned")
+    night_in_bed(run, d2)
+    d3 = T0 + timedelta(days=3)
+    # 09:30 and still in bed is no alarm now; 09:51 is
+    assert run.until(d3 + timedelta(hours=9, minutes=30)) == []
+    assert types(run.until(d3 + timedelta(hours=9, minutes=51))) == [AlertType.NOT_UP]
+
+
+def test_tracker_contexts_of_quiet() -> None:
+    """busy (moving about), lone (one sensor alone), door (just after the front door), bed
+    (a pad occupied)."""
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    t = T0 + timedelta(hours=10)
+    det.feed(rd(t, "pir_kit"))
+    assert det.tracker.last.context == "lone"
+    det.feed(rd(t + timedelta(minutes=3), "fridge"))
+    assert det.tracker.last.context == "busy"
+    later = t + timedelta(hours=1)  # the kitchen's readings are older than 15 minutes
+    det.feed(rd(later, "pir_liv"))
+    assert det.tracker.last.context == "lone"
+    det.feed(rd(later + timedelta(minutes=20), "pir_liv"))
+    assert det.tracker.last.context == "lone"  # the same sensor again: still alone
+    door = later + timedelta(minutes=30)
+    det.feed(rd(door, "front"))
+    det.feed(rd(door + timedelta(minutes=5), "pir_kit"))  # someone stayed in
+    assert det.tracker.last.state == HOME
+    assert det.tracker.last.context == "door"
+    # the bed pad reads occupied; the person reaches for the light in the bedroom? asleep.
+    # activity elsewhere while the pad still says occupied (a sticky pad): home, context bed
+    bed = door + timedelta(hours=2)
+    det.feed(rd(bed, "bed", True))
+    assert det.tracker.last.state == ASLEEP
+    assert det.tracker.last.context == ""
+    det.feed(rd(bed + timedelta(minutes=30), "pir_liv"))
+    assert det.tracker.last.state == HOME
+    assert det.tracker.last.context == "bed"
+    # the quiet periods were learned under their context and room keys
+    ctx = det.profile.contexts[HOME]
+    assert int(ctx["ctx:lone"].sum()) >= 2
+    assert int(ctx["room:kitchen"].sum()) >= 1
+    assert "ctx:door" in ctx
+
+
 def test_not_up_not_when_away() -> None:
     _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
     run.feed(
@@ -524,8 +624,16 @@ def _store(path: Path) -> Store:
     return Store(path, budget_bytes=64 * 1024 * 1024, reserve_bytes=1024 * 1024).open()
 
 
-def _counts(det: InactivityDetector) -> dict[str, list[list[int]]]:
-    return {s: det.profile.counts[s].tolist() for s in det.profile.counts}
+def _counts(det: InactivityDetector) -> dict[str, Any]:
+    """Everything learned: counts per hour, per context key, and the tracker's state."""
+    return {
+        "hours": {s: det.profile.counts[s].tolist() for s in det.profile.counts},
+        "contexts": {
+            s: {k: v.tolist() for k, v in sorted(per.items())}
+            for s, per in det.profile.contexts.items()
+        },
+        "tracker": det.tracker.to_json(),
+    }
 
 
 @pytest.mark.parametrize("cut", [57, 211, 380])
@@ -548,7 +656,7 @@ def test_restart_neither_loses_nor_doubles(tmp_path: Path, cut: int) -> None:
     det2 = InactivityDetector(cfg, store)
     det2.restore()
     # the service may hand the last few readings again after a restart: not learned twice
-    for r in readings[max(0, cut - 5) :]:
+    for r in readings[max(0, min(cut, len(readings)) - 5) :]:
         det2.feed(r)
     store.close()
     assert _counts(det2) == _counts(ref)
@@ -595,6 +703,29 @@ def test_rules_state_survives_restart(tmp_path: Path) -> None:
     got = Run(det2)
     got.t = out + timedelta(minutes=6)
     assert types(got.until(out + timedelta(minutes=31))) == [AlertType.BED_EXIT_NO_RETURN]
+    store.close()
+
+
+def test_getting_up_stretch_survives_restart(tmp_path: Path) -> None:
+    """Out of the bedroom at 07:10, restart at 07:15: up is confirmed at 07:30 from 07:10,
+    and learned once."""
+    cfg = make_cfg(rules={"not_up": True, "not_up_by": "09:00", "night_door": False})
+    store = _store(tmp_path / "u.db")
+    det = RoutineRules(cfg, store)
+    run = Run(det)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=7, minutes=10), "pir_kit")])
+    store.close()
+    store = _store(tmp_path / "u.db")
+    det2 = RoutineRules(cfg, store)
+    det2.restore()
+    assert det2.up_start == (d1 + timedelta(hours=7, minutes=10)).timestamp()
+    again = Run(det2)
+    again.t = d1 + timedelta(hours=7, minutes=15)
+    again.feed([rd(d1 + timedelta(hours=7, minutes=10), "pir_kit")])  # handed again
+    assert again.until(d1 + timedelta(hours=12)) == []
+    assert det2.wake == [(d1.date().isoformat(), 7 * 60 + 10)]
     store.close()
 
 
