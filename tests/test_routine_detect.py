@@ -749,12 +749,13 @@ def test_config_fields_have_help() -> None:
 
 def test_profile_room_and_context_scale_the_hour_limit() -> None:
     """Quiet after the kitchen is short, after the living room long; quiet after a lone
-    sensor longer than while busy: limits follow, by the product of the two factors."""
+    sensor longer than while busy: limits follow, by the pair's own factor when the pair is
+    well seen, else by the product of the room's and the context's."""
     cfg = InactivityConfig(learning_days=7, min_samples=30, min_limit_min=10, margin=1.0)
     prof = QuietProfile(cfg)
     kitchen_busy = context_keys("kitchen", "busy")
     living_lone = context_keys("living", "lone")
-    assert kitchen_busy == ("room:kitchen", "ctx:busy")
+    assert kitchen_busy == ("room:kitchen", "ctx:busy", "both:kitchen/busy")
     for d in range(14):
         for k in range(10):  # busy in the kitchen, now and then a long sit in the living room
             assert prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, kitchen_busy)
@@ -770,16 +771,22 @@ def test_profile_room_and_context_scale_the_hour_limit() -> None:
     assert kitchen.factor is not None
     assert living.factor is not None
     assert kitchen.factor < 1 < living.factor
-    assert kitchen.context == kitchen_busy
     assert kitchen.hour_limit_min == pytest.approx(plain.minutes, abs=0.1)
-    # each factor is the ratio of 90th percentiles; the product within [0.5, 2]
+    # the room and context seen together often enough: their joint ratio of 90th percentiles
+    assert kitchen.context == ("both:kitchen/busy",)
     q_all = prof._quantile(prof.counts[HOME].sum(axis=0))
     q_kit = prof._quantile(prof.contexts[HOME]["room:kitchen"])
-    q_busy = prof._quantile(prof.contexts[HOME]["ctx:busy"])
+    q_lone = prof._quantile(prof.contexts[HOME]["ctx:lone"])
     assert q_all is not None
     assert q_kit is not None
-    assert q_busy is not None
-    assert kitchen.factor == pytest.approx(max(0.5, q_kit / q_all * q_busy / q_all), abs=1e-3)
+    assert q_lone is not None
+    assert kitchen.factor == pytest.approx(max(0.5, q_kit / q_all), abs=1e-3)
+    # a pair never seen together (lone in the kitchen): the product of the two factors
+    kitchen_lone = prof.limit(HOME, 14, context_keys("kitchen", "lone"))
+    assert kitchen_lone.context == ("room:kitchen", "ctx:lone")
+    assert kitchen_lone.factor == pytest.approx(
+        min(max(q_kit / q_all * q_lone / q_all, 0.5), 2.0), abs=1e-3
+    )
     assert kitchen.minutes >= 0.5 * plain.minutes - 1e-6
     assert living.minutes <= 2.0 * plain.minutes + 1e-6
     # a room never seen, or too rarely seen (fewer than min_samples): the hour's limit

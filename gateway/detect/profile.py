@@ -383,10 +383,12 @@ Counts = np.ndarray[Any, np.dtype[np.int64]]
 
 
 def context_keys(room: str, context: str) -> tuple[str, ...]:
-    """The keys a quiet period is also counted under: its room, and its context."""
+    """The keys a quiet period is also counted under: its room, its context, the pair."""
     keys = [f"room:{room}"] if room else []
     if context:
         keys.append(f"ctx:{context}")
+    if room and context:
+        keys.append(f"both:{room}/{context}")
     return tuple(keys)
 
 
@@ -496,15 +498,26 @@ class QuietProfile:
         )
 
     def factor(self, state: str, keys: tuple[str, ...]) -> tuple[float | None, tuple[str, ...]]:
-        """The product over the context keys of how long quiet lasts after each (its
-        :data:`QUIET_Q` quantile) compared with after anything, within the configured
-        bounds. A key with fewer than ``min_samples`` quiet periods counts as 1."""
+        """How much longer (or shorter) quiet lasts after this room in this context than
+        after anything: the ratio of :data:`QUIET_Q` quantiles, within the configured
+        bounds. The room and context seen together at least ``min_samples`` times: their
+        own ratio; else the product of the room's and the context's ratios (a log-additive
+        model: room and context are learned apart when the pair is rare). A key with fewer
+        than ``min_samples`` quiet periods counts as 1; none: None."""
         everything = self._quantile(self.counts[state].sum(axis=0))
         if everything is None:
             return None, ()
         factor = 1.0
         used: list[str] = []
-        for key in keys:
+        joint = [k for k in keys if k.startswith("both:")]
+        if joint:
+            arr = self.contexts[state].get(joint[0])
+            mine = self._quantile(arr) if arr is not None else None
+            if mine is not None:
+                keys = ()
+                factor = mine / everything
+                used.append(joint[0])
+        for key in [k for k in keys if not k.startswith("both:")]:
             arr = self.contexts[state].get(key)
             mine = self._quantile(arr) if arr is not None else None
             if mine is not None:
