@@ -249,7 +249,7 @@ class InactivityConfig:
         default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
     )
     target_fa_per_day: float = field(
-        default=0.02,
+        default=0.03,
         metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
     )
     min_samples: int = field(
