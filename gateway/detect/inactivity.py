@@ -2,9 +2,11 @@
 
 Every activity reading ends a quiet period; its length is learned under the state the home
 was in when it began (``home`` or ``asleep``; ``away`` is not learned and never alarms) and
-the local hour of the week it began in (see :mod:`gateway.detect.profile`). The limit for
-the quiet period now running is the learned quantile of that state and hour, times a
-margin, within the configured minimum and maximum; while the home has less than
+the local hour of the week it began in, and under the room and context of the activity
+before it (see :mod:`gateway.detect.profile`). The limit for the quiet period now running
+is the hour's learned limit (a high quantile times a margin, or the tail fitted to aim at
+``target_fa_per_day``) times the learned factor of that room and context, within the
+configured minimum and maximum; while the home has less than
 ``learning_days`` of history, the configured day, night and sleep limits apply. One alert
 per quiet period; its evidence names the last activity, the limit and the history behind it.
 """

@@ -2,17 +2,23 @@
 
 :class:`HomeTracker` follows the readings and says, at any moment, where the last activity
 was and what the home is doing: ``away`` (the last thing that happened was the front door,
-nothing moved inside since), ``asleep`` (someone lies on a bed pad and the last activity
-came from the bed or the bedroom; a pad that sticks "occupied" after the person got up is
-overruled by activity elsewhere), or ``home`` (quiet and at home).
+or activity within two minutes of it, and nothing moved inside since; a door into an empty
+home stays ``away`` until something inside moves), ``asleep`` (someone lies on a bed pad
+and the last activity came from the bed or the bedroom; a pad that sticks "occupied" after
+the person got up is overruled by activity elsewhere), or ``home`` (quiet and at home).
+Quiet at home also has a context: ``door``, ``bed``, ``lone`` or ``busy``
+(:meth:`HomeTracker.context_of`).
 
 :class:`QuietProfile` learns, per state and per local hour of the week in which a quiet
-period began, how long quiet periods last in this home. Counts go into fixed log-spaced
-bins, so learning is a sum of integers: incremental, cheap to store, and a restart neither
-loses nor doubles anything (the store holds the counts together with the time of the last
-activity they include). The limit at an hour pools the same hour and its two neighbours
-over every day of the week: two to four weeks give only two to four samples per hour of
-the week, and daily routine dominates weekly routine in older people's homes.
+period began, how long quiet periods last in this home, and per state how long they last
+after each room, each context and each (room, context) pair. Counts go into fixed
+log-spaced bins, so learning is a sum of integers: incremental, cheap to store, and a
+restart neither loses nor doubles anything (the store holds the counts together with the
+time of the last activity they include). The hour's limit pools the same hour and its two
+neighbours over every day of the week: two to four weeks give only two to four samples per
+hour of the week, and daily routine dominates weekly routine in older people's homes. A
+context factor (the pair's ratio of 90th percentiles to the state's, else the product of
+the room's and the context's) scales it: where the person is and what they were doing.
 """
 
 from __future__ import annotations
