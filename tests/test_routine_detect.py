@@ -588,6 +588,26 @@ def test_night_door_after_sleep() -> None:
     assert ev["door_opened_ts"].startswith("2026-03-03T02:34")
 
 
+def test_night_door_when_a_sensor_fires_between_two_openings() -> None:
+    """Out of bed at night, the door opens, the hall (kitchen) sensor fires, the door opens
+    again and nothing moves inside: still a night exit. The activity inside the passage
+    makes the home `away` for the inactivity detector, not an empty home for this rule."""
+    _det, run = rules_run(night_door_grace_min=10)
+    t = night_in_bed(run, T0)
+    w = t + timedelta(hours=4)
+    run.feed(
+        [
+            rd(w, "bed", False),
+            rd(w + timedelta(minutes=2), "front", True),
+            rd(w + timedelta(minutes=2, seconds=30), "pir_kit"),
+            rd(w + timedelta(minutes=3), "front", True),
+            rd(w + timedelta(minutes=3, seconds=5), "front", False),
+        ]
+    )
+    got = run.until(w + timedelta(minutes=15))
+    assert types(got) == [AlertType.NIGHT_DOOR]
+
+
 def test_night_door_no_alarm_coming_home_or_back_inside_or_daytime() -> None:
     _det, run = rules_run(night_door_grace_min=10)
     # out in the evening, home at 01:00: coming home is not wandering

@@ -183,9 +183,12 @@ class RoutineRules:
         raised = due > base_m
         return due, "learned" if raised or len(self.wake) >= WAKE_MIN_DAYS else "configured"
 
-    def _from_sleep(self, prev: Activity | None, ts: datetime) -> bool:
-        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``."""
-        if prev is None or prev.state == AWAY:
+    def _from_sleep(self, prev: Activity | None, ts: datetime, empty: bool) -> bool:
+        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``.
+        ``empty``: the home was known empty (out, or a door into an empty home with nobody
+        seen yet); ``away`` that is only a passage under way (the door, a light, the door
+        again) is someone going out."""
+        if prev is None or (prev.state == AWAY and empty):
             return False
         window = self.cfg.night_door_after_sleep_min * 60
         if window <= 0:
@@ -233,6 +236,7 @@ class RoutineRules:
         if prev is not None and reading.ts < prev.ts:
             return ()
         is_bed = self.tracker.is_bed(reading)
+        empty = self.tracker.away_confirmed or self.tracker.arriving
         self.tracker.observe(reading)
         t = reading.ts.timestamp()
         sid = reading.sensor_id
@@ -260,7 +264,7 @@ class RoutineRules:
             if (
                 reading.value
                 and in_window(local_minutes(reading.ts, self.tz), self.door_start, self.door_end)
-                and self._from_sleep(prev, reading.ts)
+                and self._from_sleep(prev, reading.ts, empty)
             ):
                 self.door_at = t
                 important = True
