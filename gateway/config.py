@@ -249,7 +249,7 @@ class InactivityConfig:
         default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
     )
     target_fa_per_day: float = field(
-        default=0.02,
+        default=0.03,
         metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
     )
     min_samples: int = field(
@@ -263,6 +263,14 @@ class InactivityConfig:
     )
     bed_debounce_s: float = field(
         default=120.0, metadata=meta(help="bed pad off for less than this still counts as in bed", min=0)
+    )
+    context_factor_min: float = field(
+        default=0.5,
+        metadata=meta(help="learned room/context factor on the hour's limit: lowest", min=0.1, max=1),
+    )
+    context_factor_max: float = field(
+        default=2.0,
+        metadata=meta(help="learned room/context factor on the hour's limit: highest", min=1, max=10),
     )
 
 

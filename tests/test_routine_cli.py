@@ -69,6 +69,8 @@ def test_routine_show_and_reset(tmp_path: Path) -> None:
     assert "last activity" in res.stdout
     assert "pir (kitchen)" in res.stdout
     assert "Mon  " in res.stdout
+    assert "room:kitchen" in res.stdout
+    assert "Now: home/lone" in res.stdout
     assert "Sun  " in res.stdout
     res = run_cli("routine", "show", "--config", str(cfg_path), "--json")
     assert res.returncode == 0, res.stderr
@@ -78,6 +80,13 @@ def test_routine_show_and_reset(tmp_path: Path) -> None:
     assert data["state"] == "home"
     assert len(data["limits_min"]["home"]) == 168
     assert data["limit_source"]["home"][0] == "learning"
+    # 39 quiet periods after the kitchen, each after a lone sensor: both keys learned, and
+    # with every quiet period in them their factor is 1
+    kitchen = data["context_factors"]["home"]["room:kitchen"]
+    assert kitchen["quiet_periods"] == 39
+    assert kitchen["factor"] == 1.0
+    assert data["context_factors"]["home"]["ctx:lone"]["quiet_periods"] == 39
+    assert data["context"] == "lone"
 
     res = run_cli("routine", "reset", "--config", str(cfg_path), "--yes")
     assert res.returncode == 0, res.stderr

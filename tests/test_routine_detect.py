@@ -30,6 +30,7 @@ from gateway.detect.profile import (
     MemoryLearned,
     QuietProfile,
     bin_of,
+    context_keys,
     hour_of_week,
     in_window,
 )
@@ -236,9 +237,10 @@ def test_inactivity_away_never_alarms_and_blip_does_not_end_away() -> None:
     assert types(run.until(back + timedelta(hours=4))) == [AlertType.INACTIVITY]
 
 
-def test_door_into_an_empty_home_is_a_return() -> None:
-    """Out for hours, the front door opens (and closes): someone came in, even if no other
-    sensor sees them (a home fitted with contacts only). Leaving stays away."""
+def test_door_into_an_empty_home_is_a_return_once_something_inside_moves() -> None:
+    """Out for hours, the front door opens (and closes): someone came back, or looked in and
+    went again. Still away (no alarm, however long) until the first activity inside; that
+    one activity is enough (a home fitted with contacts only may see little else of them)."""
     det = InactivityDetector(make_cfg(), MemoryLearned())
     run = Run(det)
     t = T0 + timedelta(hours=9)
@@ -252,10 +254,24 @@ def test_door_into_an_empty_home_is_a_return() -> None:
     assert det.tracker.last.state == AWAY
     back = t + timedelta(hours=3)
     run.feed([rd(back, "front"), rd(back + timedelta(seconds=4), "front", False)])
+    assert det.tracker.last.state == AWAY
+    assert det.tracker.arriving
+    assert run.until(back + timedelta(hours=5)) == []  # nobody seen inside: no alarm
+    inside = back + timedelta(hours=5, minutes=1)
+    run.feed([rd(inside, "fridge")])  # one sensor, once: someone is in
     assert det.tracker.last.state == HOME
-    got = run.until(back + timedelta(hours=4))
+    assert not det.tracker.arriving
+    got = run.until(inside + timedelta(hours=4))
     assert types(got) == [AlertType.INACTIVITY]
-    assert got[0].evidence["last_activity_sensor"] == "front"
+    assert got[0].evidence["last_activity_sensor"] == "fridge"
+    # coming home and walking straight in: home at once (the passage rule does not apply)
+    det3 = InactivityDetector(make_cfg(), MemoryLearned())
+    run3 = Run(det3)
+    run3.feed([rd(t, "pir_kit"), rd(t + timedelta(minutes=1), "front")])
+    run3.feed([rd(back, "front"), rd(back + timedelta(seconds=30), "pir_liv")])
+    assert det3.tracker.last.state == HOME
+    run3.feed([rd(back + timedelta(minutes=40), "pir_liv")])
+    assert det3.tracker.last.state == HOME
     # a second door soon after the first (someone else leaving a few minutes later): away
     det2 = InactivityDetector(make_cfg(), MemoryLearned())
     run2 = Run(det2)
@@ -267,6 +283,38 @@ def test_door_into_an_empty_home_is_a_return() -> None:
         ]
     )
     assert det2.tracker.last.state == AWAY
+
+
+def test_activity_just_after_the_front_door_is_part_of_going_out() -> None:
+    """The hall light, a remote put down on the way out: activity within two minutes of the
+    front door, then nothing for ten minutes, is a home left empty (no alarm), as the door
+    alone would be. Activity later than that says someone stayed."""
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    run = Run(det)
+    t = T0 + timedelta(hours=15)
+    run.feed(
+        [
+            rd(t, "pir_liv"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=1, seconds=20), "front", False),
+            rd(t + timedelta(minutes=2), "pir_liv"),  # 40 s after the door closed
+        ]
+    )
+    assert det.tracker.last.state == AWAY
+    assert run.until(t + timedelta(hours=6)) == []
+    # someone stayed: they are seen three minutes after the door, then fall still
+    det2 = InactivityDetector(make_cfg(), MemoryLearned())
+    run2 = Run(det2)
+    run2.feed(
+        [
+            rd(t, "pir_liv"),
+            rd(t + timedelta(minutes=1), "front"),
+            rd(t + timedelta(minutes=4), "pir_kit"),
+        ]
+    )
+    assert det2.tracker.last.state == HOME
+    assert det2.tracker.last.context == "door"
+    assert types(run2.until(t + timedelta(hours=4))) == [AlertType.INACTIVITY]
 
 
 def test_inactivity_asleep_uses_sleep_limit() -> None:
@@ -413,6 +461,106 @@ def test_not_up_configured_then_learned() -> None:
     assert t < T0 + timedelta(days=1)
 
 
+def test_not_up_a_toilet_trip_is_not_getting_up() -> None:
+    """Up at 06:30 for the toilet and back to bed: not up. The alarm comes at the not-up
+    time. The day after, 20 minutes out of the bedroom is up, learned from its start."""
+    det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed(
+        [
+            rd(d1 + timedelta(hours=6, minutes=30), "bed", False),
+            rd(d1 + timedelta(hours=6, minutes=31), "pir_kit"),  # out of the bedroom
+            rd(d1 + timedelta(hours=6, minutes=36), "pir_bed"),  # back after five minutes
+            rd(d1 + timedelta(hours=6, minutes=37), "bed", True),
+        ]
+    )
+    assert det.up_day is None
+    assert det.up_start is None
+    got = run.until(d1 + timedelta(hours=9, minutes=1))
+    assert types(got) == [AlertType.NOT_UP]
+    # the next morning: out at 07:10, kitchen, then quiet (sitting somewhere without a
+    # sensor): after 20 minutes that is up, and 07:10 is the getting-up time
+    d2 = T0 + timedelta(days=2)
+    run.feed(
+        [
+            rd(d2 + timedelta(hours=7, minutes=9), "bed", False),
+            rd(d2 + timedelta(hours=7, minutes=10), "pir_kit"),
+        ]
+    )
+    assert run.until(d2 + timedelta(hours=7, minutes=29)) == []
+    assert det.up_day is None  # not yet 20 minutes
+    run.until(d2 + timedelta(hours=7, minutes=31))
+    assert det.up_day == d2.date().isoformat()
+    assert det.wake == [(d2.date().isoformat(), 7 * 60 + 10)]
+    assert run.until(d2 + timedelta(hours=12)) == []
+
+
+def test_not_up_out_of_the_bedroom_at_the_due_time_is_not_an_alarm() -> None:
+    """Getting up a few minutes before the not-up time: not yet confirmed, but out of the
+    bedroom now, so no alarm."""
+    _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=8, minutes=55), "pir_kit")])
+    assert run.until(d1 + timedelta(hours=12)) == []
+
+
+def test_not_up_a_late_riser_moves_the_time_from_the_first_morning() -> None:
+    det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
+    assert det.not_up_time_min() == (9 * 60, "configured")
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=8), "pir_kit")])  # up at 08:00: earlier than 09:00
+    run.until(d1 + timedelta(hours=8, minutes=30))
+    assert det.not_up_time_min() == (9 * 60, "configured")
+    night_in_bed(run, d1)
+    d2 = T0 + timedelta(days=2)
+    run.feed([rd(d2 + timedelta(hours=8, minutes=50), "pir_kit")])  # 08:50 + 60 min
+    run.until(d2 + timedelta(hours=9, minutes=30))
+    assert det.not_up_time_min() == (9 * 60 + 50, "learned")
+    night_in_bed(run, d2)
+    d3 = T0 + timedelta(days=3)
+    # 09:30 and still in bed is no alarm now; 09:51 is
+    assert run.until(d3 + timedelta(hours=9, minutes=30)) == []
+    assert types(run.until(d3 + timedelta(hours=9, minutes=51))) == [AlertType.NOT_UP]
+
+
+def test_tracker_contexts_of_quiet() -> None:
+    """busy (moving about), lone (one sensor alone), door (just after the front door), bed
+    (a pad occupied)."""
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    t = T0 + timedelta(hours=10)
+    det.feed(rd(t, "pir_kit"))
+    assert det.tracker.last.context == "lone"
+    det.feed(rd(t + timedelta(minutes=3), "fridge"))
+    assert det.tracker.last.context == "busy"
+    later = t + timedelta(hours=1)  # the kitchen's readings are older than 15 minutes
+    det.feed(rd(later, "pir_liv"))
+    assert det.tracker.last.context == "lone"
+    det.feed(rd(later + timedelta(minutes=20), "pir_liv"))
+    assert det.tracker.last.context == "lone"  # the same sensor again: still alone
+    door = later + timedelta(minutes=30)
+    det.feed(rd(door, "front"))
+    det.feed(rd(door + timedelta(minutes=5), "pir_kit"))  # someone stayed in
+    assert det.tracker.last.state == HOME
+    assert det.tracker.last.context == "door"
+    # the bed pad reads occupied; the person reaches for the light in the bedroom? asleep.
+    # activity elsewhere while the pad still says occupied (a sticky pad): home, context bed
+    bed = door + timedelta(hours=2)
+    det.feed(rd(bed, "bed", True))
+    assert det.tracker.last.state == ASLEEP
+    assert det.tracker.last.context == ""
+    det.feed(rd(bed + timedelta(minutes=30), "pir_liv"))
+    assert det.tracker.last.state == HOME
+    assert det.tracker.last.context == "bed"
+    # the quiet periods were learned under their context and room keys
+    ctx = det.profile.contexts[HOME]
+    assert int(ctx["ctx:lone"].sum()) >= 2
+    assert int(ctx["room:kitchen"].sum()) >= 1
+    assert "ctx:door" in ctx
+
+
 def test_not_up_not_when_away() -> None:
     _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
     run.feed(
@@ -438,6 +586,26 @@ def test_night_door_after_sleep() -> None:
     assert AlertType.NIGHT_DOOR in types(got)
     ev = next(a for a in got if a.type is AlertType.NIGHT_DOOR).evidence
     assert ev["door_opened_ts"].startswith("2026-03-03T02:34")
+
+
+def test_night_door_when_a_sensor_fires_between_two_openings() -> None:
+    """Out of bed at night, the door opens, the hall (kitchen) sensor fires, the door opens
+    again and nothing moves inside: still a night exit. The activity inside the passage
+    makes the home `away` for the inactivity detector, not an empty home for this rule."""
+    _det, run = rules_run(night_door_grace_min=10)
+    t = night_in_bed(run, T0)
+    w = t + timedelta(hours=4)
+    run.feed(
+        [
+            rd(w, "bed", False),
+            rd(w + timedelta(minutes=2), "front", True),
+            rd(w + timedelta(minutes=2, seconds=30), "pir_kit"),
+            rd(w + timedelta(minutes=3), "front", True),
+            rd(w + timedelta(minutes=3, seconds=5), "front", False),
+        ]
+    )
+    got = run.until(w + timedelta(minutes=15))
+    assert types(got) == [AlertType.NIGHT_DOOR]
 
 
 def test_night_door_no_alarm_coming_home_or_back_inside_or_daytime() -> None:
@@ -476,8 +644,16 @@ def _store(path: Path) -> Store:
     return Store(path, budget_bytes=64 * 1024 * 1024, reserve_bytes=1024 * 1024).open()
 
 
-def _counts(det: InactivityDetector) -> dict[str, list[list[int]]]:
-    return {s: det.profile.counts[s].tolist() for s in det.profile.counts}
+def _counts(det: InactivityDetector) -> dict[str, Any]:
+    """Everything learned: counts per hour, per context key, and the tracker's state."""
+    return {
+        "hours": {s: det.profile.counts[s].tolist() for s in det.profile.counts},
+        "contexts": {
+            s: {k: v.tolist() for k, v in sorted(per.items())}
+            for s, per in det.profile.contexts.items()
+        },
+        "tracker": det.tracker.to_json(),
+    }
 
 
 @pytest.mark.parametrize("cut", [57, 211, 380])
@@ -500,7 +676,7 @@ def test_restart_neither_loses_nor_doubles(tmp_path: Path, cut: int) -> None:
     det2 = InactivityDetector(cfg, store)
     det2.restore()
     # the service may hand the last few readings again after a restart: not learned twice
-    for r in readings[max(0, cut - 5) :]:
+    for r in readings[max(0, min(cut, len(readings)) - 5) :]:
         det2.feed(r)
     store.close()
     assert _counts(det2) == _counts(ref)
@@ -550,6 +726,29 @@ def test_rules_state_survives_restart(tmp_path: Path) -> None:
     store.close()
 
 
+def test_getting_up_stretch_survives_restart(tmp_path: Path) -> None:
+    """Out of the bedroom at 07:10, restart at 07:15: up is confirmed at 07:30 from 07:10,
+    and learned once."""
+    cfg = make_cfg(rules={"not_up": True, "not_up_by": "09:00", "night_door": False})
+    store = _store(tmp_path / "u.db")
+    det = RoutineRules(cfg, store)
+    run = Run(det)
+    night_in_bed(run, T0)
+    d1 = T0 + timedelta(days=1)
+    run.feed([rd(d1 + timedelta(hours=7, minutes=10), "pir_kit")])
+    store.close()
+    store = _store(tmp_path / "u.db")
+    det2 = RoutineRules(cfg, store)
+    det2.restore()
+    assert det2.up_start == (d1 + timedelta(hours=7, minutes=10)).timestamp()
+    again = Run(det2)
+    again.t = d1 + timedelta(hours=7, minutes=15)
+    again.feed([rd(d1 + timedelta(hours=7, minutes=10), "pir_kit")])  # handed again
+    assert again.until(d1 + timedelta(hours=12)) == []
+    assert det2.wake == [(d1.date().isoformat(), 7 * 60 + 10)]
+    store.close()
+
+
 def test_reset_forgets(tmp_path: Path) -> None:
     store = _store(tmp_path / "x.db")
     det = InactivityDetector(make_cfg(), store)
@@ -568,29 +767,83 @@ def test_config_fields_have_help() -> None:
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
 
 
-def test_profile_room_dwell_scales_the_hour_limit() -> None:
-    """Quiet after the kitchen is short, after the living room long: limits follow."""
+def test_profile_room_and_context_scale_the_hour_limit() -> None:
+    """Quiet after the kitchen is short, after the living room long; quiet after a lone
+    sensor longer than while busy: limits follow, by the pair's own factor when the pair is
+    well seen, else by the product of the room's and the context's."""
     cfg = InactivityConfig(learning_days=7, min_samples=30, min_limit_min=10, margin=1.0)
     prof = QuietProfile(cfg)
+    kitchen_busy = context_keys("kitchen", "busy")
+    living_lone = context_keys("living", "lone")
+    assert kitchen_busy == ("room:kitchen", "ctx:busy", "both:kitchen/busy")
     for d in range(14):
         for k in range(10):  # busy in the kitchen, now and then a long sit in the living room
-            prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, "kitchen")
+            assert prof.add(HOME, (d % 7) * 24 + 14, 20.0 + k, kitchen_busy)
         for k in range(3):
-            prof.add(HOME, (d % 7) * 24 + 14, 80.0 + 10 * k, "living")
+            prof.add(HOME, (d % 7) * 24 + 14, 80.0 + 10 * k, living_lone)
     prof.seen(T0)
     prof.seen(T0 + timedelta(days=14))
     plain = prof.limit(HOME, 14)
-    kitchen = prof.limit(HOME, 14, "kitchen")
-    living = prof.limit(HOME, 14, "living")
+    kitchen = prof.limit(HOME, 14, kitchen_busy)
+    living = prof.limit(HOME, 14, living_lone)
+    assert plain.factor is None
     assert kitchen.minutes < plain.minutes < living.minutes
-    assert kitchen.room_factor is not None
-    assert living.room_factor is not None
-    assert kitchen.room_factor < 1 < living.room_factor
-    # the scaling is bounded: never below 3/4 nor above twice the hour's limit
-    assert kitchen.minutes >= 0.75 * plain.minutes - 1e-6
+    assert kitchen.factor is not None
+    assert living.factor is not None
+    assert kitchen.factor < 1 < living.factor
+    assert kitchen.hour_limit_min == pytest.approx(plain.minutes, abs=0.1)
+    # the room and context seen together often enough: their joint ratio of 90th percentiles
+    assert kitchen.context == ("both:kitchen/busy",)
+    q_all = prof._quantile(prof.counts[HOME].sum(axis=0))
+    q_kit = prof._quantile(prof.contexts[HOME]["room:kitchen"])
+    q_lone = prof._quantile(prof.contexts[HOME]["ctx:lone"])
+    assert q_all is not None
+    assert q_kit is not None
+    assert q_lone is not None
+    assert kitchen.factor == pytest.approx(max(0.5, q_kit / q_all), abs=1e-3)
+    # a pair never seen together (lone in the kitchen): the product of the two factors
+    kitchen_lone = prof.limit(HOME, 14, context_keys("kitchen", "lone"))
+    assert kitchen_lone.context == ("room:kitchen", "ctx:lone")
+    assert kitchen_lone.factor == pytest.approx(
+        min(max(q_kit / q_all * q_lone / q_all, 0.5), 2.0), abs=1e-3
+    )
+    assert kitchen.minutes >= 0.5 * plain.minutes - 1e-6
     assert living.minutes <= 2.0 * plain.minutes + 1e-6
-    # a room never seen: the hour's limit
-    assert prof.limit(HOME, 14, "attic").minutes == plain.minutes
+    # a room never seen, or too rarely seen (fewer than min_samples): the hour's limit
+    assert prof.limit(HOME, 14, ("room:attic",)).minutes == plain.minutes
+    hall = QuietProfile(cfg)
+    hall.load_json(prof.to_json())
+    for _ in range(5):
+        hall.add(HOME, 14, 200.0, ("room:hall",))
+    assert hall.limit(HOME, 14, ("room:hall",)).factor is None
+    # tighter bounds are honoured
+    narrow = QuietProfile(
+        InactivityConfig(
+            learning_days=7, min_samples=30, min_limit_min=10, margin=1.0, context_factor_min=0.9
+        )
+    )
+    narrow.load_json(prof.to_json())
+    assert narrow.limit(HOME, 14, kitchen_busy).factor == 0.9
+
+
+def test_profile_reads_the_older_layout() -> None:
+    """A store written before contexts (version 1, rooms by bare name) loads as room keys."""
+    cfg = InactivityConfig()
+    old = {
+        "v": 1,
+        "bins": len(BIN_EDGES_MIN) - 1,
+        "counts": {HOME: [[14, 10, 3]], ASLEEP: []},
+        "rooms": {HOME: {"kitchen": [[10, 3]]}, ASLEEP: {}},
+        "first_ts": 0.0,
+        "last_ts": 86400.0,
+    }
+    prof = QuietProfile(cfg)
+    prof.load_json(old)
+    assert prof.total(HOME) == 3
+    assert int(prof.contexts[HOME]["room:kitchen"].sum()) == 3
+    again = QuietProfile(cfg)
+    again.load_json(prof.to_json())
+    assert again.to_json() == prof.to_json()
 
 
 def test_not_up_skipped_on_a_day_the_gateway_did_not_watch_the_morning() -> None:

@@ -126,10 +126,25 @@ def show_data(inact: InactivityDetector, rules: RoutineRules, has: bool) -> dict
         "limits_min": {s: [round(x.minutes, 1) for x in limits[s]] for s in STATES},
         "limit_source": {s: [x.source for x in limits[s]] for s in STATES},
         "samples": {s: [x.samples for x in limits[s]] for s in STATES},
+        "context": last.context if last else None,
+        "context_factors": {
+            s: {
+                key: {
+                    "factor": _rounded(prof.factor(s, (key,))[0]),
+                    "quiet_periods": int(arr.sum()),
+                }
+                for key, arr in sorted(prof.contexts[s].items())
+            }
+            for s in STATES
+        },
         "quiet_periods_by_hour_of_week": {
             s: prof.counts[s].sum(axis=1).astype(int).tolist() for s in STATES
         },
     }
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def render(data: dict[str, Any]) -> str:
@@ -143,12 +158,23 @@ def render(data: dict[str, Any]) -> str:
     last = data["last_activity"]
     if last:
         out.append(
-            f"Now: {data['state']}; last activity {last['ts']} {last['sensor']} "
+            f"Now: {data['state']}{'/' + data['context'] if data['context'] else ''}; "
+            f"last activity {last['ts']} {last['sensor']} "
             f"({last['room'] or '-'}), quiet {last['quiet_min']:.0f} min; "
             f"limit {_fmt(data['limit_now_min'])} ({data['limit_now_source']})"
         )
     else:
         out.append("Now: no activity seen yet")
+    factors = data["context_factors"]
+    if any(factors.values()):
+        out.append(
+            "Context factors on the hour's limit (learned: quiet after this room / in this "
+            "context vs after anything, 90th percentiles; '-' = too little history)"
+        )
+        for state, per in factors.items():
+            for key, v in per.items():
+                f = "-" if v["factor"] is None else f"x{v['factor']:.2f}"
+                out.append(f"  {state:7s} {key:24s} {f:>6s}  ({v['quiet_periods']} quiet periods)")
     out.append(
         f"Not up by: {data['not_up_by']} ({data['not_up_source']}, "
         f"{len(data['wake_history'])} days seen)"

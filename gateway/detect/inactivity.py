@@ -2,9 +2,11 @@
 
 Every activity reading ends a quiet period; its length is learned under the state the home
 was in when it began (``home`` or ``asleep``; ``away`` is not learned and never alarms) and
-the local hour of the week it began in (see :mod:`gateway.detect.profile`). The limit for
-the quiet period now running is the learned quantile of that state and hour, times a
-margin, within the configured minimum and maximum; while the home has less than
+the local hour of the week it began in, and under the room and context of the activity
+before it (see :mod:`gateway.detect.profile`). The limit for the quiet period now running
+is the hour's learned limit (a high quantile times a margin, or the tail fitted to aim at
+``target_fa_per_day``) times the learned factor of that room and context, within the
+configured minimum and maximum; while the home has less than
 ``learning_days`` of history, the configured day, night and sleep limits apply. One alert
 per quiet period; its evidence names the last activity, the limit and the history behind it.
 """
@@ -25,6 +27,7 @@ from gateway.detect.profile import (
     Limit,
     QuietProfile,
     bedroom_rooms_of,
+    context_keys,
     find_entrance_door,
     hour_of_week,
 )
@@ -32,6 +35,11 @@ from gateway.model import ACTIVITY_KINDS, Alert, AlertType, Reading, Sensor
 
 KEY = "routine.inactivity"
 PERSIST_EVERY = timedelta(minutes=10)
+
+
+def keys_of(a: Activity) -> tuple[str, ...]:
+    """The context keys a quiet period after this activity is learned and judged under."""
+    return context_keys(a.room or a.sensor_id, a.context)
 
 
 class InactivityDetector:
@@ -120,7 +128,7 @@ class InactivityDetector:
         if prev is not None and act.ts > prev.ts and (upto is None or act.ts.timestamp() > upto):
             minutes = (act.ts - prev.ts).total_seconds() / 60.0
             learned = self.profile.add(
-                prev.state, hour_of_week(prev.ts, self.tz), minutes, prev.room or prev.sensor_id
+                prev.state, hour_of_week(prev.ts, self.tz), minutes, keys_of(prev)
             )
         self._dirty = True
         if (
@@ -137,7 +145,7 @@ class InactivityDetector:
         if last is None or last.state == AWAY:
             return None
         return self.profile.limit(
-            last.state, hour_of_week(last.ts, self.tz), last.room or last.sensor_id
+            last.state, hour_of_week(last.ts, self.tz), keys_of(last)
         )
 
     def deadline(self) -> datetime | None:
@@ -177,8 +185,14 @@ class InactivityDetector:
         }
         if lim.quantile_min is not None:
             evidence["usual_longest_min"] = round(lim.quantile_min, 1)
-        if lim.room_factor is not None:
-            evidence["room_factor"] = lim.room_factor
+        if last.context:
+            evidence["context"] = last.context
+        if lim.factor is not None:
+            evidence["hour_limit_min"] = lim.hour_limit_min
+            evidence["context_factor"] = lim.factor
+            evidence["context_keys"] = list(lim.context)
+        if lim.hours:
+            evidence["hours_pooled"] = lim.hours
         return Alert.raise_(
             AlertType.INACTIVITY,
             now,

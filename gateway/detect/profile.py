@@ -2,17 +2,23 @@
 
 :class:`HomeTracker` follows the readings and says, at any moment, where the last activity
 was and what the home is doing: ``away`` (the last thing that happened was the front door,
-nothing moved inside since), ``asleep`` (someone lies on a bed pad and the last activity
-came from the bed or the bedroom; a pad that sticks "occupied" after the person got up is
-overruled by activity elsewhere), or ``home`` (quiet and at home).
+or activity within two minutes of it, and nothing moved inside since; a door into an empty
+home stays ``away`` until something inside moves), ``asleep`` (someone lies on a bed pad
+and the last activity came from the bed or the bedroom; a pad that sticks "occupied" after
+the person got up is overruled by activity elsewhere), or ``home`` (quiet and at home).
+Quiet at home also has a context: ``door``, ``bed``, ``lone`` or ``busy``
+(:meth:`HomeTracker.context_of`).
 
 :class:`QuietProfile` learns, per state and per local hour of the week in which a quiet
-period began, how long quiet periods last in this home. Counts go into fixed log-spaced
-bins, so learning is a sum of integers: incremental, cheap to store, and a restart neither
-loses nor doubles anything (the store holds the counts together with the time of the last
-activity they include). The limit at an hour pools the same hour and its two neighbours
-over every day of the week: two to four weeks give only two to four samples per hour of
-the week, and daily routine dominates weekly routine in older people's homes.
+period began, how long quiet periods last in this home, and per state how long they last
+after each room, each context and each (room, context) pair. Counts go into fixed
+log-spaced bins, so learning is a sum of integers: incremental, cheap to store, and a
+restart neither loses nor doubles anything (the store holds the counts together with the
+time of the last activity they include). The hour's limit pools the same hour and its two
+neighbours over every day of the week: two to four weeks give only two to four samples per
+hour of the week, and daily routine dominates weekly routine in older people's homes. A
+context factor (the pair's ratio of 90th percentiles to the state's, else the product of
+the room's and the context's) scales it: where the person is and what they were doing.
 """
 
 from __future__ import annotations
@@ -40,12 +46,16 @@ AWAY_CONFIRM = timedelta(minutes=10)
 """Nothing inside this long after the front door: the home is empty."""
 RETURN_WINDOW = timedelta(minutes=30)
 PASSAGE = timedelta(minutes=2)
+"""Front-door events this close together are one passage (open, close), and activity this
+soon after the front door is part of going out (the hall light, a remote put down)."""
 RETURN_AFTER = timedelta(minutes=60)
 """The front door after this long with nothing inside since it last closed: a return."""
-"""Front-door events this close together are one passage (open, close)."""
+RECENT = timedelta(minutes=15)
+"""How far back the context of a quiet period looks (see :meth:`HomeTracker.context_of`)."""
 
-ROOM_FACTOR_MIN = 0.75
-ROOM_FACTOR_MAX = 2.0
+CONTEXTS = ("busy", "lone", "door", "bed")
+QUIET_Q = 0.9
+"""Context factors compare this quantile of the context's quiet periods with the state's."""
 
 N_BINS = 48
 BIN_EDGES_MIN = np.geomspace(5.0, 2880.0, N_BINS + 1)
@@ -120,6 +130,8 @@ class Activity:
     sensor_id: str
     room: str
     state: str
+    context: str = ""
+    """What the home looked like when it went quiet (see :meth:`HomeTracker.context_of`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +139,7 @@ class Activity:
             "sensor": self.sensor_id,
             "room": self.room,
             "state": self.state,
+            "context": self.context,
         }
 
     @classmethod
@@ -136,6 +149,7 @@ class Activity:
             str(data["sensor"]),
             str(data["room"]),
             str(data["state"]),
+            str(data.get("context", "")),
         )
 
 
@@ -160,6 +174,11 @@ class HomeTracker:
         self.last_asleep_ts: datetime | None = None
         self.bed_raw: dict[str, bool] = {}
         self.bed_off_since: dict[str, datetime] = {}
+        self.recent: dict[str, datetime] = {}
+        """Each sensor's latest activity within :data:`RECENT` (for the context)."""
+        self.door_ts: datetime | None = None
+        self.arriving = False
+        """The front door opened into an empty home and nothing inside has moved since."""
 
     def is_bed(self, reading: Reading) -> bool:
         s = self.sensors.get(reading.sensor_id)
@@ -214,16 +233,32 @@ class HomeTracker:
             ):
                 state = last.state  # the same passage (open, close)
             elif last is not None and last.state == AWAY and reading.ts - last.ts >= RETURN_AFTER:
-                state = HOME  # the door opens into an empty home: someone came back
+                # the door opens into an empty home: someone came back, or looked in and went
+                # again. Still away until the first activity inside says someone is in.
+                self.arriving = True
+            if not self.arriving:
+                self.away_confirmed = False
+            self.candidate = None
+        elif self.arriving:
+            self.arriving = False  # the first activity inside after a door into an empty home
             self.away_confirmed = False
             self.candidate = None
         elif (
             last is not None
-            and last.sensor_id == self.entrance_door
             and last.state == AWAY
+            and not self.away_confirmed
+            and self._in_passage(last.ts)
             and (reading.ts - last.ts >= AWAY_CONFIRM)
         ):
             self.away_confirmed = True  # nothing inside for a while after the door: they left
+        elif (
+            last is not None
+            and last.state == AWAY
+            and not self.away_confirmed
+            and self._in_passage(reading.ts)
+        ):
+            # the hall light, a remote put down, a second person's last steps: still going out
+            state = AWAY
         if self.away_confirmed and reading.sensor_id != self.entrance_door:
             # out, and something stirs without the door opening: a glitch, a pet, or a
             # missed door event. Two different sensors within RETURN_WINDOW say someone is in.
@@ -241,9 +276,42 @@ class HomeTracker:
                 state = AWAY
         if state == ASLEEP:
             self.last_asleep_ts = reading.ts
-        act = Activity(reading.ts, reading.sensor_id, self.room_of(reading.sensor_id), state)
+        if reading.sensor_id == self.entrance_door:
+            self.door_ts = reading.ts
+        self.recent[reading.sensor_id] = reading.ts
+        self.recent = {k: v for k, v in self.recent.items() if reading.ts - v <= RECENT}
+        act = Activity(
+            reading.ts,
+            reading.sensor_id,
+            self.room_of(reading.sensor_id),
+            state,
+            self.context_of(reading, state),
+        )
         self.last = act
         return act
+
+    def _in_passage(self, ts: datetime) -> bool:
+        """Within :data:`PASSAGE` after the front door went."""
+        return self.door_ts is not None and ts - self.door_ts <= PASSAGE
+
+    def context_of(self, reading: Reading, state: str) -> str:
+        """Which kind of quiet is beginning, for quiet at home.
+
+        ``door``: the front door went within :data:`RECENT` (someone may have just left, or
+        come in); ``bed``: a bed pad reads occupied (back in bed after the toilet, or a pad
+        that sticks); ``lone``: one sensor alone in :data:`RECENT` (a sitter shifting on a
+        chair, or a sensor stirring in an empty home); ``busy``: anything else, someone moving
+        about. Each context learns its own quiet periods.
+        """
+        if state != HOME:
+            return ""
+        if self.door_ts is not None and reading.ts - self.door_ts <= RECENT:
+            return "door"
+        if self.in_bed(reading.ts):
+            return "bed"
+        if len(self.recent) <= 1:
+            return "lone"
+        return "busy"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -253,6 +321,9 @@ class HomeTracker:
             "last": self.last.to_json() if self.last else None,
             "bed_raw": dict(self.bed_raw),
             "bed_off_since": {k: v.timestamp() for k, v in self.bed_off_since.items()},
+            "recent": {k: v.timestamp() for k, v in self.recent.items()},
+            "door_ts": self.door_ts.timestamp() if self.door_ts else None,
+            "arriving": self.arriving,
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
@@ -266,6 +337,13 @@ class HomeTracker:
             str(k): datetime.fromtimestamp(float(v), UTC)
             for k, v in data.get("bed_off_since", {}).items()
         }
+        self.recent = {
+            str(k): datetime.fromtimestamp(float(v), UTC)
+            for k, v in data.get("recent", {}).items()
+        }
+        self.arriving = bool(data.get("arriving", False))
+        dt = data.get("door_ts")
+        self.door_ts = datetime.fromtimestamp(float(dt), UTC) if dt is not None else None
 
 
 def bedroom_rooms_of(room_kinds: Mapping[str, str]) -> frozenset[str]:
@@ -296,38 +374,56 @@ class Limit:
     samples: int
     history_days: float
     quantile_min: float | None
-    room_factor: float | None = None
-    """How much longer (or shorter) quiet lasts after the last activity's room than after
-    any room (90th percentiles), bounded to [0.75, 2]; applied to the hour's limit."""
+    hour_limit_min: float | None = None
+    """The limit of the hour alone, before the context factor."""
+    factor: float | None = None
+    """How much longer (or shorter) quiet lasts after this room and in this context than in
+    any (see :meth:`QuietProfile.factor`); None when no context had enough history."""
+    context: tuple[str, ...] = ()
+    """The context keys whose history the factor rests on (``room:kitchen``, ``ctx:busy``)."""
+    hours: int = 0
+    """How many hours of the day were pooled around this one (1 + 2 x the width)."""
+
+
+Counts = np.ndarray[Any, np.dtype[np.int64]]
+
+
+def context_keys(room: str, context: str) -> tuple[str, ...]:
+    """The keys a quiet period is also counted under: its room, its context, the pair."""
+    keys = [f"room:{room}"] if room else []
+    if context:
+        keys.append(f"ctx:{context}")
+    if room and context:
+        keys.append(f"both:{room}/{context}")
+    return tuple(keys)
 
 
 class QuietProfile:
-    """Counts of quiet-period lengths per state and hour of the week, and limits from them."""
+    """Counts of quiet-period lengths per state and hour of the week, and per state and
+    context key; limits from them."""
 
     def __init__(self, cfg: InactivityConfig) -> None:
         self.cfg = cfg
-        self.counts: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {
+        self.counts: dict[str, Counts] = {
             s: np.zeros((168, N_BINS), dtype=np.int64) for s in STATES
         }
         self.first_ts: float | None = None
         self.last_ts: float | None = None
-        self.rooms: dict[str, dict[str, np.ndarray[Any, np.dtype[np.int64]]]] = {
-            s: {} for s in STATES
-        }
-        self._cache: dict[tuple[str, int, str], Limit] = {}
+        self.contexts: dict[str, dict[str, Counts]] = {s: {} for s in STATES}
+        self._cache: dict[tuple[str, int, tuple[str, ...]], Limit] = {}
 
     # learning -----------------------------------------------------------------
 
-    def add(self, state: str, how: int, minutes: float, room: str = "") -> bool:
+    def add(self, state: str, how: int, minutes: float, keys: tuple[str, ...] = ()) -> bool:
         """Learn one finished quiet period. Returns True if it changed the counts."""
         if state not in self.counts or minutes < self.cfg.learn_min_gap_min:
             return False
         b = bin_of(minutes)
         self.counts[state][how, b] += 1
-        if room:
-            arr = self.rooms[state].get(room)
+        for key in keys:
+            arr = self.contexts[state].get(key)
             if arr is None:
-                arr = self.rooms[state][room] = np.zeros(N_BINS, dtype=np.int64)
+                arr = self.contexts[state][key] = np.zeros(N_BINS, dtype=np.int64)
             arr[b] += 1
         self._cache.clear()
         return True
@@ -346,62 +442,35 @@ class QuietProfile:
 
     # limits -------------------------------------------------------------------
 
-    def pooled(self, state: str, how: int, width: int = 1) -> np.ndarray[Any, np.dtype[np.int64]]:
+    def pooled(self, state: str, how: int, width: int = 1) -> Counts:
         """Counts of the same hour of day +-``width`` hours, over every day of the week."""
         hour = how % 24
         hours = sorted({(hour + d) % 24 for d in range(-width, width + 1)})
         rows = [day * 24 + h for day in range(7) for h in hours]
-        out: np.ndarray[Any, np.dtype[np.int64]] = self.counts[state][rows].sum(axis=0)
+        out: Counts = self.counts[state][rows].sum(axis=0)
         return out
 
-    def limit(self, state: str, how: int, room: str = "") -> Limit:
-        key = (state, how, room)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        out = self._limit(state, how)
-        if out.source == "learned" and room:
-            rl = self._room_q(state, room)
-            al = self._room_q(state, "") if rl is not None else None
-            if rl is not None and al is not None:
-                # scale the hour's limit by how long quiet lasts after this room compared
-                # with after any room (kitchen: shorter; the chair by the TV: longer)
-                lo = self.cfg.sleep_min_limit_min if state == ASLEEP else self.cfg.min_limit_min
-                hi = self.cfg.sleep_limit_min if state == ASLEEP else self.cfg.max_limit_min
-                factor = min(max(rl / al, ROOM_FACTOR_MIN), ROOM_FACTOR_MAX)
-                out = Limit(
-                    min(max(out.minutes * factor, lo), hi),
-                    out.source,
-                    out.samples,
-                    out.history_days,
-                    out.quantile_min,
-                    round(factor, 3),
-                )
-        self._cache[key] = out
-        return out
+    def _bounds(self, state: str, hour: int) -> tuple[float, float, float]:
+        """(limit while learning, lowest, highest) for a state at an hour of the day."""
+        cfg = self.cfg
+        if state == ASLEEP:
+            return cfg.sleep_limit_min, cfg.sleep_min_limit_min, cfg.sleep_limit_min
+        default = cfg.day_limit_min if 7 <= hour < 22 else cfg.night_limit_min
+        return default, cfg.min_limit_min, cfg.max_limit_min
 
-    def _room_q(self, state: str, room: str) -> float | None:
-        """The 90th percentile of quiet periods after activity in this room ('' = any room)."""
-        per = self.rooms[state]
-        everywhere = np.sum(list(per.values()), axis=0) if per else None
-        counts = per.get(room) if room else everywhere
-        if counts is None:
-            return None
-        n = int(counts.sum())
-        if n < self.cfg.min_samples:
-            return None
-        idx = int(np.searchsorted(np.cumsum(counts), math.ceil(0.9 * n)))
-        return float(np.sqrt(BIN_EDGES_MIN[idx] * BIN_EDGES_MIN[idx + 1]))
+    def limit(self, state: str, how: int, keys: tuple[str, ...] = ()) -> Limit:
+        """The limit for quiet that began in ``state`` at hour of week ``how``, after
+        activity with these context keys."""
+        ck = (state, how, keys)
+        hit = self._cache.get(ck)
+        if hit is None:
+            hit = self._cache[ck] = self._limit(state, how, keys)
+        return hit
 
-    def _limit(self, state: str, how: int) -> Limit:
+    def _limit(self, state: str, how: int, keys: tuple[str, ...]) -> Limit:
         cfg = self.cfg
         days = self.history_days
-        hour = how % 24
-        if state == ASLEEP:
-            default, lo, hi = cfg.sleep_limit_min, cfg.sleep_min_limit_min, cfg.sleep_limit_min
-        else:
-            default = cfg.day_limit_min if 7 <= hour < 22 else cfg.night_limit_min
-            lo, hi = cfg.min_limit_min, cfg.max_limit_min
+        default, lo, hi = self._bounds(state, how % 24)
         if days < cfg.learning_days or state not in self.counts:
             return Limit(min(max(default, lo), hi), "learning", 0, days, None)
         # widen the hours pooled until there are enough quiet periods (a smoother that
@@ -419,13 +488,62 @@ class QuietProfile:
         q = float(BIN_EDGES_MIN[min(idx + 1, N_BINS)])  # the bin's upper edge: conservative
         share = (2 * width + 1) / 24.0  # the part of the day these hours are
         tail = self._tail_limit(counts, n, n / max(days, 1.0), self.cfg.target_fa_per_day * share)
-        minutes = max(q * cfg.margin, tail)
-        return Limit(min(max(minutes, lo), hi), "learned", n, days, q)
+        hour_limit = max(q * cfg.margin, tail)
+        factor, used = self.factor(state, keys)
+        minutes = hour_limit * (factor if factor is not None else 1.0)
+        return Limit(
+            min(max(minutes, lo), hi),
+            "learned",
+            n,
+            days,
+            q,
+            round(hour_limit, 1),
+            round(factor, 3) if factor is not None else None,
+            used,
+            2 * width + 1,
+        )
+
+    def factor(self, state: str, keys: tuple[str, ...]) -> tuple[float | None, tuple[str, ...]]:
+        """How much longer (or shorter) quiet lasts after this room in this context than
+        after anything: the ratio of :data:`QUIET_Q` quantiles, within the configured
+        bounds. The room and context seen together at least ``min_samples`` times: their
+        own ratio; else the product of the room's and the context's ratios (a log-additive
+        model: room and context are learned apart when the pair is rare). A key with fewer
+        than ``min_samples`` quiet periods counts as 1; none: None."""
+        everything = self._quantile(self.counts[state].sum(axis=0))
+        if everything is None:
+            return None, ()
+        factor = 1.0
+        used: list[str] = []
+        joint = [k for k in keys if k.startswith("both:")]
+        if joint:
+            arr = self.contexts[state].get(joint[0])
+            mine = self._quantile(arr) if arr is not None else None
+            if mine is not None:
+                keys = ()
+                factor = mine / everything
+                used.append(joint[0])
+        for key in [k for k in keys if not k.startswith("both:")]:
+            arr = self.contexts[state].get(key)
+            mine = self._quantile(arr) if arr is not None else None
+            if mine is not None:
+                factor *= mine / everything
+                used.append(key)
+        if not used:
+            return None, ()
+        lo, hi = self.cfg.context_factor_min, self.cfg.context_factor_max
+        return min(max(factor, lo), hi), tuple(used)
+
+    def _quantile(self, counts: Counts) -> float | None:
+        """The :data:`QUIET_Q` quantile of binned quiet periods (bin's geometric middle)."""
+        n = int(counts.sum())
+        if n < self.cfg.min_samples:
+            return None
+        idx = int(np.searchsorted(np.cumsum(counts), QUIET_Q * n))
+        return float(np.sqrt(BIN_EDGES_MIN[idx] * BIN_EDGES_MIN[idx + 1]))
 
     @staticmethod
-    def _tail_limit(
-        counts: np.ndarray[Any, np.dtype[np.int64]], n: int, per_day: float, target: float
-    ) -> float:
+    def _tail_limit(counts: Counts, n: int, per_day: float, target: float) -> float:
         """The length beyond which quiet periods come ``target`` times a day, from an
         exponential tail fitted to the longest fifth of them (``per_day`` of them a day)."""
         k = max(5, n // 5)
@@ -449,34 +567,37 @@ class QuietProfile:
             sparse[s] = [
                 list(x) for x in zip(hs.tolist(), bs.tolist(), arr[hs, bs].tolist(), strict=True)
             ]
-        rooms = {
-            s: {r: [[int(b), int(arr[b])] for b in np.nonzero(arr)[0]] for r, arr in per.items()}
-            for s, per in self.rooms.items()
+        contexts = {
+            s: {k: [[int(b), int(arr[b])] for b in np.nonzero(arr)[0]] for k, arr in per.items()}
+            for s, per in self.contexts.items()
         }
         return {
-            "v": 1,
+            "v": 2,
             "bins": N_BINS,
             "counts": sparse,
-            "rooms": rooms,
+            "contexts": contexts,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
-        if data.get("v") != 1 or data.get("bins") != N_BINS:
+        version = data.get("v")
+        if version not in (1, 2) or data.get("bins") != N_BINS:
             return
         for s in STATES:
             arr = np.zeros((168, N_BINS), dtype=np.int64)
             for h, b, c in data.get("counts", {}).get(s, []):
                 arr[int(h), int(b)] = int(c)
             self.counts[s] = arr
-            per: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
-            for room, pairs in data.get("rooms", {}).get(s, {}).items():
-                r_arr = np.zeros(N_BINS, dtype=np.int64)
+            per: dict[str, Counts] = {}
+            # version 1 kept rooms only, under their bare names
+            stored = data.get("contexts" if version == 2 else "rooms", {}).get(s, {})
+            for key, pairs in stored.items():
+                k_arr = np.zeros(N_BINS, dtype=np.int64)
                 for b, c in pairs:
-                    r_arr[int(b)] = int(c)
-                per[str(room)] = r_arr
-            self.rooms[s] = per
+                    k_arr[int(b)] = int(c)
+                per[str(key) if version == 2 else f"room:{key}"] = k_arr
+            self.contexts[s] = per
         self.first_ts = data.get("first_ts")
         self.last_ts = data.get("last_ts")
         self._cache.clear()

@@ -7,10 +7,12 @@ door opened at night.
   quiet ``bed_exit_quiet_min`` (someone busy in the kitchen at 3 a.m. is not lying on the
   floor), not after the night window ends plus the same minutes, and not when the front door
   was the last activity (they went out: that is ``night_door``'s business).
-* ``not_up``: by the not-up time no activity outside the bed and the bedroom since the night
-  ended, and the home not away. The not-up time is ``not_up_by``, or, once a week of
-  getting-up times has been seen, the latest of them plus ``not_up_margin_min``, never later
-  than ``not_up_latest``.
+* ``not_up``: by the not-up time the person has not been up since the night ended, is not
+  out of the bedroom right now, and the home is not away. Up means outside the bed and the
+  bedroom for 20 minutes on end: a toilet trip and back to bed is not getting up. The
+  not-up time is ``not_up_by``, moved later to the latest getting-up time seen (the start
+  of that stretch, last 28 days) plus ``not_up_margin_min``, never later than
+  ``not_up_latest``.
 * ``night_door``: the front door opens in its window (``night_door_start`` to
   ``night_door_end``, the deep night: evening outings and early starts are routine) while
   someone was home and had been in bed, or all was quiet, within
@@ -44,6 +46,8 @@ KEY = "routine.rules"
 WAKE_HISTORY_DAYS = 28
 WAKE_MIN_DAYS = 7
 PERSIST_EVERY_S = 600.0
+UP_CONFIRM_S = 20 * 60.0
+"""Out of the bedroom this long after the night: up (a toilet trip and back to bed is not)."""
 
 
 def _hhmm(minutes: float) -> str:
@@ -89,6 +93,7 @@ class RoutineRules:
         self.exits: dict[str, float] = {}  # bed sensor -> exit ts, pending
         self.door_at: float | None = None
         self.up_day: str | None = None
+        self.up_start: float | None = None
         self.fired_not_up: str | None = None
         self.wake: list[tuple[str, float]] = []
         self._persisted_t = 0.0
@@ -111,6 +116,7 @@ class RoutineRules:
         self.exits = dict(data.get("exits", {}))
         self.door_at = data.get("door_at")
         self.up_day = data.get("up_day")
+        self.up_start = data.get("up_start")
         self.fired_not_up = data.get("fired_not_up")
         self.wake = [(str(d), float(m)) for d, m in data.get("wake", [])]
         self.last_nonbed_t = float(data.get("last_nonbed_t", 0.0))
@@ -128,6 +134,7 @@ class RoutineRules:
                 "exits": self.exits,
                 "door_at": self.door_at,
                 "up_day": self.up_day,
+                "up_start": self.up_start,
                 "fired_not_up": self.fired_not_up,
                 "wake": [list(w) for w in self.wake],
                 "last_nonbed_t": self.last_nonbed_t,
@@ -159,19 +166,29 @@ class RoutineRules:
         return in_window(local_minutes(ts, self.tz), self.night_start, self.night_end)
 
     def not_up_time_min(self) -> tuple[float, str]:
-        """The not-up time (local minutes) and whether it is configured or learned."""
+        """The not-up time (local minutes) and whether it is configured or learned.
+
+        The latest getting-up time seen plus the margin, never earlier than ``not_up_by``
+        nor later than ``not_up_latest``. It only ever moves the configured time later, so
+        it applies from the first morning seen: a late riser is not woken by an alarm in
+        the first week."""
         base = parse_hhmm(self.cfg.not_up_by)
         latest = parse_hhmm(self.cfg.not_up_latest)
         base_m = base.hour * 60 + base.minute
         latest_m = latest.hour * 60 + latest.minute
-        if len(self.wake) < WAKE_MIN_DAYS:
+        if not self.wake:
             return float(base_m), "configured"
         learned = max(m for _, m in self.wake) + self.cfg.not_up_margin_min
-        return float(min(max(base_m, learned), max(base_m, latest_m))), "learned"
+        due = float(min(max(base_m, learned), max(base_m, latest_m)))
+        raised = due > base_m
+        return due, "learned" if raised or len(self.wake) >= WAKE_MIN_DAYS else "configured"
 
-    def _from_sleep(self, prev: Activity | None, ts: datetime) -> bool:
-        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``."""
-        if prev is None or prev.state == AWAY:
+    def _from_sleep(self, prev: Activity | None, ts: datetime, empty: bool) -> bool:
+        """Someone was home and had been in bed (or all was quiet) shortly before ``ts``.
+        ``empty``: the home was known empty (out, or a door into an empty home with nobody
+        seen yet); ``away`` that is only a passage under way (the door, a light, the door
+        again) is someone going out."""
+        if prev is None or (prev.state == AWAY and empty):
             return False
         window = self.cfg.night_door_after_sleep_min * 60
         if window <= 0:
@@ -180,6 +197,31 @@ class RoutineRules:
         if asleep is not None and ts.timestamp() - asleep.timestamp() <= window:
             return True
         return ts.timestamp() - prev.ts.timestamp() >= window
+
+    def _confirm_up(self, t: float) -> bool:
+        """Outside the bedroom for :data:`UP_CONFIRM` since the night ended: up, and the
+        getting-up time (the start of that stretch) is learned. True if it changed."""
+        start = self.up_start
+        if start is None or t - start < UP_CONFIRM_S:
+            return False
+        day = self._local_day(_ts(start)).isoformat()
+        if self.up_day == day:
+            return False
+        self.up_day = day
+        minutes = local_minutes(_ts(start), self.tz)
+        latest = parse_hhmm(self.cfg.not_up_latest)
+        if minutes <= latest.hour * 60 + latest.minute:
+            self.wake = [*self.wake, (day, minutes)][-WAKE_HISTORY_DAYS:]
+        return True
+
+    def _tick_up(self, now: datetime) -> bool:
+        """Confirm a getting-up stretch that has lasted; drop one from an earlier day."""
+        if self.up_start is None:
+            return False
+        if self._local_day(_ts(self.up_start)) != self._local_day(now):
+            self.up_start = None  # a stretch from yesterday is no getting up today
+            return True
+        return self._confirm_up(now.timestamp())
 
     def _room(self, sensor_id: str) -> str:
         s = self.sensors.get(sensor_id)
@@ -194,11 +236,18 @@ class RoutineRules:
         if prev is not None and reading.ts < prev.ts:
             return ()
         is_bed = self.tracker.is_bed(reading)
+        empty = self.tracker.away_confirmed or self.tracker.arriving
         self.tracker.observe(reading)
         t = reading.ts.timestamp()
         sid = reading.sensor_id
         changed = False
         important = False
+        if is_bed or (sid != self.entrance and self._room(sid) in self.bedrooms):
+            # back in the bedroom: a stretch outside it long enough was getting up; a short
+            # one (the toilet, a drink) was not
+            important = self._confirm_up(t) or important
+            changed = changed or self.up_start is not None
+            self.up_start = None
         if is_bed:
             changed = True
             if reading.value:
@@ -215,7 +264,7 @@ class RoutineRules:
             if (
                 reading.value
                 and in_window(local_minutes(reading.ts, self.tz), self.door_start, self.door_end)
-                and self._from_sleep(prev, reading.ts)
+                and self._from_sleep(prev, reading.ts, empty)
             ):
                 self.door_at = t
                 important = True
@@ -226,16 +275,13 @@ class RoutineRules:
                 important = True
             room = self._room(sid)
             if room not in self.bedrooms:
-                local = reading.ts.astimezone(self.tz)
-                day = local.date().isoformat()
+                day = self._local_day(reading.ts).isoformat()
                 minutes = local_minutes(reading.ts, self.tz)
                 end_m = self.night_end.hour * 60 + self.night_end.minute
-                latest = parse_hhmm(self.cfg.not_up_latest)
-                if self.up_day != day and minutes >= end_m:
-                    self.up_day = day
-                    if minutes <= latest.hour * 60 + latest.minute:
-                        self.wake = [*self.wake, (day, minutes)][-WAKE_HISTORY_DAYS:]
+                if self.up_day != day and minutes >= end_m and self.up_start is None:
+                    self.up_start = t  # out of the bedroom after the night: up, if it lasts
                     important = True
+                important = self._confirm_up(t) or important
         self._maybe_persist(reading.ts.timestamp(), important, changed)
         return ()
 
@@ -284,6 +330,7 @@ class RoutineRules:
             out.append(self._door_alert(now, door))
             self.door_at = None
             important = True
+        important = self._tick_up(now.wall) or important
         if self.cfg.not_up and last is not None:
             local = now.wall.astimezone(self.tz)
             day = local.date().isoformat()
@@ -291,7 +338,8 @@ class RoutineRules:
             m = local.hour * 60 + local.minute
             midnight = datetime.combine(local.date(), dtime(0), tzinfo=self.tz)
             watched = self.watching_since <= (midnight + timedelta(minutes=due_m)).timestamp()
-            if m >= due_m and watched and day not in (self.up_day, self.fired_not_up):
+            up_now = self.up_start is not None  # out of the bedroom, not yet for long
+            if m >= due_m and watched and not up_now and day not in (self.up_day, self.fired_not_up):
                 self.fired_not_up = day
                 important = True
                 if last.state != AWAY:
