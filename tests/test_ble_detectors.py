@@ -139,3 +139,23 @@ def test_supervision_link_down_is_not_a_sign_of_life() -> None:
     det.feed(reading("smoke1", ReadingKind.LINK, "down", 650))  # the receiver was unplugged
     (a,) = det.tick(stamp(701))  # offline one interval after the last real reading
     assert (a.type, a.sensor_id) == (AlertType.SENSOR_OFFLINE, "smoke1")
+
+
+def test_open_episodes_survive_a_restart_and_rearm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.detect.base import OpenEpisodes
+
+    path = tmp_path / "e.db"
+    with Store(path) as s:
+        eps = OpenEpisodes(s, "detect.test")
+        assert eps.open("smoke-1/smoke")
+        assert not eps.open("smoke-1/smoke")  # still on: no second alert
+    with Store(path) as s:
+        again = OpenEpisodes(s, "detect.test")
+        again.restore()
+        assert "smoke-1/smoke" in again
+        assert again.close("smoke-1/smoke")
+        assert not again.close("smoke-1/smoke")
+    with Store(path) as s:
+        third = OpenEpisodes(s, "detect.test")
+        third.restore()
+        assert third.open("smoke-1/smoke")  # re-armed: the next episode alerts

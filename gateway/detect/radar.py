@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.clock import Stamp, rfc3339
+from gateway.detect.base import OpenEpisodes
 from gateway.model import Alert, AlertType, Reading, ReadingKind, Sensor
 from gateway.store import Store
 
@@ -33,20 +34,12 @@ class RadarFallDetector:
     def __init__(self, sensors: Iterable[Sensor], store: Store | None = None) -> None:
         self.sensors = {s.id: s for s in sensors}
         self.store = store
-        self._open: set[str] = set()
+        self._open = OpenEpisodes(store, LEARNED_KEY)
         self._distance: dict[str, tuple[Any, str | None]] = {}
         self._occupied: dict[str, bool] = {}
 
     def restore(self) -> None:
-        if self.store is None:
-            return
-        saved = self.store.learned(LEARNED_KEY)
-        if isinstance(saved, dict):
-            self._open = {str(x) for x in saved.get("open", [])}
-
-    def _save(self) -> None:
-        if self.store is not None:
-            self.store.put_learned(LEARNED_KEY, {"open": sorted(self._open)})
+        self._open.restore()
 
     def feed(self, reading: Reading) -> Sequence[Alert]:
         sid = reading.sensor_id
@@ -68,16 +61,13 @@ class RadarFallDetector:
         return []
 
     def _close(self, sid: str, why: str) -> None:
-        self._open.discard(sid)
-        self._save()
+        self._open.close(sid)
         log.info("%s: radar fall episode closed (%s)", sid, why)
 
     def _fall(self, reading: Reading) -> list[Alert]:
         sid = reading.sensor_id
-        if sid in self._open:
+        if not self._open.open(sid):
             return []
-        self._open.add(sid)
-        self._save()
         evidence: dict[str, Any] = {
             "reading": reading.kind.value,
             "value": True,

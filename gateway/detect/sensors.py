@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.clock import Stamp
+from gateway.detect.base import OpenEpisodes
 from gateway.model import Alert, AlertType, Reading, ReadingKind, Sensor
 from gateway.store import Store
 
@@ -61,18 +62,10 @@ class SensorEventDetector:
         self.store = store
         self.low_battery_pct = low_battery_pct
         self.rearm_margin_pct = rearm_margin_pct
-        self._open: set[str] = set()  # "sensor_id/alert_type" episodes already alerted
+        self._open = OpenEpisodes(store, LEARNED_KEY)  # "sensor_id/alert_type" episodes
 
     def restore(self) -> None:
-        if self.store is None:
-            return
-        saved = self.store.learned(LEARNED_KEY)
-        if isinstance(saved, dict):
-            self._open = {str(x) for x in saved.get("open", [])}
-
-    def _save(self) -> None:
-        if self.store is not None:
-            self.store.put_learned(LEARNED_KEY, {"open": sorted(self._open)})
+        self._open.restore()
 
     def feed(self, reading: Reading) -> Sequence[Alert]:
         kind = reading.kind
@@ -101,15 +94,11 @@ class SensorEventDetector:
     ) -> list[Alert]:
         key = f"{reading.sensor_id}/{type_.value}"
         if not on:
-            if key in self._open:
-                self._open.discard(key)
-                self._save()
+            if self._open.close(key):
                 log.info("%s: %s cleared", reading.sensor_id, type_.value)
             return []
-        if key in self._open:
+        if not self._open.open(key):
             return []
-        self._open.add(key)
-        self._save()
         return [self._alert(type_, reading, **evidence)]
 
     def _alert(self, type_: AlertType, reading: Reading, **evidence: Any) -> Alert:
