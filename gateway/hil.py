@@ -52,6 +52,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,12 +62,14 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.clock import RIG_CLOCK_ANCHOR, RIG_CLOCK_MAX_SPEED, RIG_CLOCK_SPEED, RIG_CLOCK_START
 from gateway.errors import ConfigError
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +152,12 @@ class Scenario:
     only_expected: bool
     config: Path
     ack: bool
+    clock_start: datetime | None = None  # ``clock: {start, speed}``: the gateway runs on a rig clock
+    speed: float = 1.0
+
+    def real_s(self, scenario_s: float) -> float:
+        """Real seconds after the start for a scenario time (they differ on a rig clock)."""
+        return scenario_s / self.speed
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -160,8 +169,9 @@ class Scenario:
 class Outcome:
     expectation: Expectation
     ok: bool
-    latency_ms: float | None
+    latency_ms: float | None  # in scenario time, as the budget
     detail: str
+    real_latency_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +207,63 @@ def _pendant_fall(at: float, spec: Any, where: str, path: Path) -> list[SensorSt
             for s in pendant_stream(at, walk + 1 + still, fall_at=walk)]
 
 
+class _ScenarioLoader(yaml.SafeLoader):
+    """Safe YAML where ``22:10`` is the time of day it looks like, not YAML 1.1's 1330."""
+
+
+_TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
+_ScenarioLoader.yaml_implicit_resolvers = {
+    ch: [("tag:yaml.org,2002:str", _TIME_OF_DAY), *resolvers] if ch.isdigit() else list(resolvers)
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _clock(spec: Any, path: Path) -> tuple[datetime | None, float]:
+    """``clock: {start: "2026-03-02T02:00:00+08:00", speed: 120}`` -> (start, speed)."""
+    if spec is None:
+        return None, 1.0
+    if not isinstance(spec, dict):
+        raise ConfigError("expected {start, speed}", path=str(path), key="clock")
+    start = _need(spec, "start", "clock", path)
+    if not isinstance(start, datetime):
+        try:
+            start = datetime.fromisoformat(str(start))
+        except ValueError:
+            raise ConfigError(f"expected an ISO 8601 time, got {start!r}", path=str(path), key="clock.start") from None
+    if start.tzinfo is None:
+        raise ConfigError("the start needs a UTC offset (+08:00)", path=str(path), key="clock.start")
+    speed = _num(spec.get("speed", 1), "clock.speed", path)
+    if not 0 < speed <= RIG_CLOCK_MAX_SPEED:
+        raise ConfigError(f"expected a factor in (0, {RIG_CLOCK_MAX_SPEED:g}], got {speed:g}", path=str(path),
+                          key="clock.speed")
+    return start, speed
+
+
+def _time(value: Any, where: str, path: Path, start: datetime | None) -> float:
+    """Scenario seconds: a number, or with a clock a local time ("02:10": the first 02:10 at
+    or after the start, in the start's UTC offset) or an ISO 8601 time."""
+    if isinstance(value, str | datetime) and start is not None:
+        if isinstance(value, str) and _TIME_OF_DAY.match(value):
+            h, m, *sec = (int(p) for p in value.split(":"))
+            if h > 23 or m > 59 or (sec and sec[0] > 59):
+                raise ConfigError(f"not a time of day: {value!r}", path=str(path), key=where)
+            at = start.replace(hour=h, minute=m, second=sec[0] if sec else 0, microsecond=0)
+            if at < start:
+                at += timedelta(days=1)
+            return (at - start).total_seconds()
+        try:
+            at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"expected seconds, \"HH:MM\" or an ISO 8601 time, got {value!r}", path=str(path),
+                              key=where) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=start.tzinfo)
+        if at < start:
+            raise ConfigError(f"{value!r} is before the clock's start", path=str(path), key=where)
+        return (at - start).total_seconds()
+    return _num(value, where, path)
+
+
 def _num(value: Any, where: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"expected a number >= 0, got {value!r}", path=str(path), key=where)
@@ -226,11 +293,12 @@ def _event(spec: Any, where: str, path: Path) -> tuple[str, str, Any]:
 def load_scenario(path: Path) -> Scenario:
     """Parse and check a scenario file; errors name the file and the key."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ScenarioLoader)  # noqa: S506 - a SafeLoader subclass
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read scenario: {exc}", path=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("a scenario is a YAML mapping", path=str(path))
+    start, speed = _clock(data.get("clock"), path)
     sensor_steps: list[SensorStep] = []
     actions: list[ActionStep] = []
     device_steps: list[DeviceStep] = []
@@ -238,7 +306,10 @@ def load_scenario(path: Path) -> Scenario:
         where = f"steps[{i}]"
         if not isinstance(step, dict):
             raise ConfigError("a step is a mapping", path=str(path), key=where)
-        at = _num(_need(step, "at", where, path), f"{where}.at", path)
+        at = _time(_need(step, "at", where, path), f"{where}.at", path, start)
+        if ("pendant_fall" in step or step.get("device") == "pendant") and speed != 1:
+            raise ConfigError("a 50 Hz pendant stream needs real time (no clock, or speed 1)", path=str(path),
+                              key=where)
         if "pendant_fall" in step:
             sensor_steps.extend(_pendant_fall(at, step["pendant_fall"], f"{where}.pendant_fall", path))
             continue
@@ -267,7 +338,7 @@ def load_scenario(path: Path) -> Scenario:
         expect.append(Expectation(
             alert=f"event {event[0]} {event[1]}={json.dumps(event[2])}" if event
             else str(_need(exp, "alert", where, path)),
-            after_s=_num(_need(exp, "after", where, path), f"{where}.after", path),
+            after_s=_time(_need(exp, "after", where, path), f"{where}.after", path, start),
             within_ms=_num(_need(exp, "within_ms", where, path), f"{where}.within_ms", path),
             state=str(exp.get("state", "raised")),
             min_count=int(exp.get("count", 1)),
@@ -280,7 +351,7 @@ def load_scenario(path: Path) -> Scenario:
     return Scenario(
         name=str(data.get("name") or path.stem),
         path=path,
-        duration_s=_num(_need(data, "duration_s", "duration_s", path), "duration_s", path),
+        duration_s=_time(_need(data, "duration_s", "duration_s", path), "duration_s", path, start),
         sensor_steps=tuple(sorted(sensor_steps, key=lambda s: s.at_s)),
         actions=tuple(sorted(actions, key=lambda a: a.at_s)),
         device_steps=tuple(sorted(device_steps, key=lambda d: d.at_s)),
@@ -288,6 +359,8 @@ def load_scenario(path: Path) -> Scenario:
         only_expected=bool(data.get("only_expected", True)),
         config=config,
         ack=bool(data.get("ack", True)),
+        clock_start=start,
+        speed=speed,
     )
 
 
@@ -347,10 +420,12 @@ class Subscriber:
             return list(self.messages)
 
 
-def _write_session(path: Path, steps: tuple[SensorStep, ...]) -> None:
+def _write_session(path: Path, steps: tuple[SensorStep, ...], speed: float = 1.0) -> None:
+    """The sensor steps as a replay session; offsets in real seconds (scenario time / speed)."""
     with path.open("w", encoding="utf-8") as fh:
         for s in steps:
-            line: dict[str, Any] = {"offset_s": s.at_s, "sensor": s.sensor, "kind": s.kind, "value": s.value}
+            line: dict[str, Any] = {"offset_s": s.at_s / speed, "sensor": s.sensor, "kind": s.kind,
+                                    "value": s.value}
             if s.extra:
                 line["extra"] = s.extra
             fh.write(json.dumps(line) + "\n")
@@ -547,10 +622,11 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
         return result
     sub = Subscriber(host, port, cfg.uplink.topic_root, cfg.gateway.id, ack=scenario.ack)
     start_at = time.time() + 2.0
+    env.update(rig_clock_env(scenario, start_at))
     session = None
     if real_config is None:
         session = work / "session.jsonl"
-        _write_session(session, scenario.sensor_steps)
+        _write_session(session, scenario.sensor_steps, scenario.speed)
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(sess: Path | None) -> None:
@@ -563,7 +639,7 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
     try:
         spawn(session)
         for action in timeline:
-            await asyncio.sleep(max(0.0, start_at + action.at_s - time.time()))
+            await asyncio.sleep(max(0.0, start_at + scenario.real_s(action.at_s) - time.time()))
             if isinstance(action, DeviceStep):
                 boards[action.device].act(action.action)
             elif action.target == "broker":
@@ -576,9 +652,10 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
                 rest = None
                 if session is not None:
                     rest = work / f"session-after-{action.at_s:g}.jsonl"
-                    _write_session(rest, tuple(s for s in scenario.sensor_steps if s.at_s > action.at_s))
+                    _write_session(rest, tuple(s for s in scenario.sensor_steps if s.at_s > action.at_s),
+                                   scenario.speed)
                 spawn(rest)
-        await asyncio.sleep(max(0.0, start_at + scenario.duration_s - time.time()))
+        await asyncio.sleep(max(0.0, start_at + scenario.real_s(scenario.duration_s) - time.time()))
     except ConfigError as exc:
         result.error = str(exc)
     finally:
@@ -602,6 +679,14 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
     with contextlib.suppress(OSError):
         tmp.cleanup()
     return result
+
+
+def rig_clock_env(scenario: Scenario, start_at: float) -> dict[str, str]:
+    """The gateway's environment for the scenario's clock: its t=0 is ``start_at`` (Unix time)."""
+    if scenario.clock_start is None:
+        return {}
+    return {RIG_CLOCK_START: scenario.clock_start.isoformat(), RIG_CLOCK_SPEED: repr(scenario.speed),
+            RIG_CLOCK_ANCHOR: f"{start_at:.6f}"}
 
 
 async def _close_boards(boards: dict[str, EmulatedBoard], bluez: MockBlueZ | None) -> None:
@@ -637,26 +722,36 @@ def _require_own_broker(broker: object) -> None:
         raise ConfigError("broker actions need the rig's own broker (run without --broker)")
 
 
+def _latency(exp: Expectation, scenario: Scenario, arrived: float, cause: float) -> Outcome:
+    """Judge one arrival against its budget; on a rig clock the budget is scenario time."""
+    real_ms = (arrived - cause) * 1000
+    ms = real_ms * scenario.speed
+    detail = f"{ms:.0f} ms (budget {exp.within_ms:.0f} ms)"
+    if scenario.speed != 1:
+        detail = f"{ms / 1000:.0f} s scenario time, {real_ms:.0f} ms real (budget {exp.within_ms / 1000:g} s)"
+    return Outcome(exp, ms <= exp.within_ms, ms, detail, real_ms)
+
+
 def _judge(result: Result, start_at: float) -> None:
+    sc = result.scenario
     alerts = [m for m in result.received if m["topic"].endswith("/alert") and isinstance(m["payload"], dict)]
     events = [(m["t"], r) for m in result.received if m["topic"].endswith("/event")
               and isinstance(m["payload"], dict) for r in m["payload"].get("readings") or []
               if isinstance(r, dict)]
-    for exp in result.scenario.expect:
+    for exp in sc.expect:
+        cause = start_at + sc.real_s(exp.after_s)
         if exp.event is not None:
             sensor, kind, value = exp.event
             times = [t for t, r in events if (r.get("sensor"), r.get("kind"), r.get("value")) == (sensor, kind, value)
-                     and t >= start_at + exp.after_s - 0.5]
+                     and t >= cause - 0.5]
             if len(times) < exp.min_count:
                 result.outcomes.append(Outcome(exp, False, None,
                                                f"expected {exp.min_count} {exp.alert}, got {len(times)}"))
                 continue
-            latency = (min(times) - (start_at + exp.after_s)) * 1000
-            result.outcomes.append(Outcome(exp, latency <= exp.within_ms, latency,
-                                           f"{latency:.0f} ms (budget {exp.within_ms:.0f} ms)"))
+            result.outcomes.append(_latency(exp, sc, min(times), cause))
             continue
         matching = [m for m in alerts if m["payload"].get("type") == exp.alert
-                    and m["payload"].get("state") == exp.state and m["t"] >= start_at + exp.after_s - 0.5]
+                    and m["payload"].get("state") == exp.state and m["t"] >= cause - 0.5]
         ids = {m["payload"].get("alert_id") or m["payload"].get("id") for m in matching}
         if len(ids) < exp.min_count:
             result.outcomes.append(Outcome(exp, False, None,
@@ -666,22 +761,27 @@ def _judge(result: Result, start_at: float) -> None:
             detail = f"expected at most {exp.max_count} {exp.alert} ({exp.state}), got {len(ids)}"
             result.outcomes.append(Outcome(exp, False, None, detail))
             continue
-        latency = (matching[0]["t"] - (start_at + exp.after_s)) * 1000
-        ok = latency <= exp.within_ms
-        result.outcomes.append(Outcome(exp, ok, latency,
-                                       f"{latency:.0f} ms (budget {exp.within_ms:.0f} ms)"))
-    if result.scenario.only_expected:
-        wanted = {e.alert for e in result.scenario.expect if e.event is None}
+        result.outcomes.append(_latency(exp, sc, matching[0]["t"], cause))
+    if sc.only_expected:
+        wanted = {e.alert for e in sc.expect if e.event is None}
         result.unexpected = sorted({m["payload"].get("type", "?") for m in alerts} - wanted)
+
+
+def _when(sc: Scenario, t: float) -> str:
+    if sc.clock_start is None:
+        return f"t={t:g}s"
+    return (sc.clock_start + timedelta(seconds=t)).strftime("%H:%M:%S")
 
 
 def report_text(results: list[Result]) -> str:
     lines = []
     for r in results:
-        lines.append(f"{'PASS' if r.ok else 'FAIL'}  {r.scenario.name}  ({r.scenario.path.name})")
+        sc = r.scenario
+        clock = "" if sc.clock_start is None else f", clock from {sc.clock_start.isoformat()} at {sc.speed:g}x"
+        lines.append(f"{'PASS' if r.ok else 'FAIL'}  {sc.name}  ({sc.path.name}{clock})")
         for o in r.outcomes:
             mark = "ok " if o.ok else "BAD"
-            lines.append(f"   {mark} {o.expectation.alert} after t={o.expectation.after_s:g}s: {o.detail}")
+            lines.append(f"   {mark} {o.expectation.alert} after {_when(sc, o.expectation.after_s)}: {o.detail}")
         if r.unexpected:
             lines.append(f"   BAD unexpected alerts: {', '.join(r.unexpected)}")
         if r.error:
@@ -699,6 +799,8 @@ def report_json(results: list[Result]) -> dict[str, Any]:
             {
                 "name": r.scenario.name,
                 "file": str(r.scenario.path),
+                "clock": None if r.scenario.clock_start is None else
+                {"start": r.scenario.clock_start.isoformat(), "speed": r.scenario.speed},
                 "ok": r.ok,
                 "error": r.error,
                 "unexpected": r.unexpected,
@@ -707,6 +809,7 @@ def report_json(results: list[Result]) -> dict[str, Any]:
                 "expectations": [
                     {"alert": o.expectation.alert, "state": o.expectation.state, "ok": o.ok,
                      "latency_ms": None if o.latency_ms is None else round(o.latency_ms, 1),
+                     "real_latency_ms": None if o.real_latency_ms is None else round(o.real_latency_ms, 1),
                      "budget_ms": o.expectation.within_ms, "detail": o.detail}
                     for o in r.outcomes
                 ],

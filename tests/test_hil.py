@@ -25,6 +25,7 @@ if shutil.which("dbus-daemon") is None or importlib.util.find_spec("dbusmock") i
     SCENARIOS = [s for s in SCENARIOS if s.name != "button_firmware.yaml"]
 ALERT_TYPES_BUILT = {
     "emergency_button", "fall", "fall_radar", "smoke", "gas", "water_leak", "tamper", "low_battery", "sensor_offline",
+    "inactivity", "bed_exit_no_return", "not_up", "night_door",
 }
 
 

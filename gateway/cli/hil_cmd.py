@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="a real gateway config (real ports and adapter): sensor steps are performed by the rig")
     run.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
     run.add_argument("--json", type=Path, metavar="FILE", help="write the JSON results here")
+    run.add_argument("--keep", type=Path, metavar="DIR",
+                     help="keep each scenario's gateway log, config and database in DIR/<scenario file stem>")
     run.set_defaults(func=_run)
 
 
@@ -27,8 +29,15 @@ def _run(args: argparse.Namespace) -> int:
     scenarios = [hil.load_scenario(p) for p in args.scenarios]
     results = []
     for sc in scenarios:
-        print(f"running {sc.name} ({sc.duration_s:g} s)...", flush=True)
-        results.append(asyncio.run(hil.run_scenario(sc, broker_url=args.broker, real_config=args.config)))
+        took = f"{sc.duration_s:g} s" if sc.speed == 1 else \
+            f"{sc.duration_s:g} s scenario time at {sc.speed:g}x, {sc.real_s(sc.duration_s):.1f} s real"
+        print(f"running {sc.name} ({took})...", flush=True)
+        workdir = None
+        if args.keep:
+            workdir = args.keep / sc.path.stem
+            workdir.mkdir(parents=True, exist_ok=True)
+        results.append(asyncio.run(hil.run_scenario(sc, broker_url=args.broker, real_config=args.config,
+                                                    workdir=workdir)))
     print(hil.report_text(results))
     if args.junit:
         args.junit.write_text(hil.report_junit(results), encoding="utf-8")
