@@ -685,6 +685,7 @@ class EmulatedBoard:
         self._stop = threading.Event()
         self._link: threading.Thread | None = None
         self._stdin_lock = threading.Lock()
+        self.discoverable_at = 0.0  # Unix time
         self.proc = subprocess.Popen(cmd, cwd=_SOURCE_ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log)
         self._reader: threading.Thread | None = None
@@ -734,11 +735,15 @@ class EmulatedBoard:
         """A GATT device's link: seen in scans while free; the firmware told when bleak connects.
 
         The board's central connects (with an ATT MTU of 247, as BlueZ negotiates) when the
-        mock device's ``Connected`` turns true, and disconnects when it turns false.
+        mock device's ``Connected`` turns true, and disconnects when it turns false. Scanners
+        hear it from ``discoverable_at`` (the scenario's start: the wearer switches it on), so
+        that its link comes up in the scenario's time, not during the gateway's start-up.
         """
         assert self.bluez is not None
         linked = False
         while not self._stop.wait(0.25):
+            if time.time() < self.discoverable_at:
+                continue
             try:
                 now = self.bluez.connected(self.fw.mac)
                 if not now:
@@ -852,6 +857,8 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
         return result
     sub = Subscriber(host, port, cfg.uplink.topic_root, cfg.gateway.id, ack=scenario.ack)
     start_at = time.time() + 2.0
+    for board in boards.values():
+        board.discoverable_at = start_at
     env.update(rig_clock_env(scenario, start_at))
     session = None
     if real_config is None:
