@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import itertools
 import json
 import os
 import re
@@ -438,6 +439,9 @@ def load_recording(name: str, seconds: float | None = None, data_dir: Path | Non
     return [(int(x), int(y), int(z)) for x, y, z in counts]
 
 
+_SUBSCRIBERS = itertools.count(1)
+
+
 class Subscriber:
     """The platform's place: records every message on the gateway's topics, acks alerts.
 
@@ -458,7 +462,7 @@ class Subscriber:
         self.printer = on_message
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-{os.getpid()}",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-{os.getpid()}-{next(_SUBSCRIBERS)}",
                                   protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -816,7 +820,7 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
     recordings: dict[DeviceStep, Path] = {}
     if real_config is None:
         try:
-            recordings = _prepare_recordings(scenario, work)
+            recordings = await asyncio.to_thread(_prepare_recordings, scenario, work)
         except MissingDataError as exc:
             if skip_missing_data:
                 result.skipped = str(exc)
@@ -840,7 +844,7 @@ async def run_scenario(  # noqa: PLR0915 - one scenario's timeline reads best as
     devices = scenario.devices if real_config is None else ()
     try:
         if any(FIRMWARE[d].transport == "ble" for d in devices):
-            bluez = MockBlueZ()
+            bluez = await asyncio.to_thread(MockBlueZ)  # starts dbus-daemon: not on the loop (--jobs)
             env["DBUS_SYSTEM_BUS_ADDRESS"] = bluez.address
         for d in devices:
             boards[d] = EmulatedBoard(d, work, env, log_file, bluez,

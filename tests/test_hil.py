@@ -29,14 +29,15 @@ ALERT_TYPES_BUILT = {
 }
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(400)
 def test_every_shipped_scenario_passes(tmp_path: Path) -> None:
     assert len(SCENARIOS) >= 6
     junit, results = tmp_path / "hil.xml", tmp_path / "hil.json"
     # The SisFall scenarios need ../shared/data beside the checkout (CI has it); without it they are skipped.
     skip = [] if SHARED_DATA.is_dir() else ["--skip-missing-data"]
+    # Three at a time (each its own broker, gateway and boards): mostly waiting, so a third of the time.
     out = run_cli("hil", "run", *map(str, SCENARIOS), "--junit", str(junit), "--json", str(results), *skip,
-                  timeout=540)
+                  "--jobs", "3", timeout=380)
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads(results.read_text())
     assert summary["failed"] == 0
@@ -189,3 +190,10 @@ def test_at_most_fails_when_an_alert_repeats(tmp_path: Path) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     detail = json.loads(results.read_text())["scenarios"][0]["expectations"][0]["detail"]
     assert detail == "expected at most 1 emergency_button (raised), got 2"
+
+
+def test_jobs_need_the_rigs_own_broker(tmp_path: Path) -> None:
+    out = run_cli("hil", "run", str(ROOT / "tests" / "hil" / "smoke.yaml"), "--jobs", "2",
+                  "--broker", "mqtt://127.0.0.1:1", timeout=60)
+    assert out.returncode == 1
+    assert "--jobs needs the rig's own broker" in out.stderr
