@@ -293,8 +293,9 @@ class Service:
         task.add_done_callback(_log_failure)
 
     async def _ticker(self) -> None:
-        # tick_s is in the clock's time: a rig clock running 120x ticks 120 times as often
-        # (no more often than MIN_TICK_REAL_S), so detectors see its minutes pass in seconds.
+        # tick_s is in the clock's time: on a HIL rig clock running 600x, detectors are ticked
+        # every tick_s of its time but no more often than every MIN_TICK_REAL_S real seconds
+        # (a minute of its time), so its hours of quiet pass in seconds.
         period = self.clock.real_s(self.tick_s)
         if period < self.tick_s:
             period = max(period, MIN_TICK_REAL_S)
