@@ -10,6 +10,9 @@ notification (``{"notify": {...}}``). stdin takes stimuli, one per line:
     pin 3 0          drive GPIO3 low (press a button, close a reed); "pin 3 release" lets go
     adc 4 1600000    the voltage at GPIO4, in microvolts
     connect 247      a central connects with that ATT MTU; "disconnect" drops it
+    accel FILE       the accelerometer (ADXL345) replays FILE from its next sample: one
+                     "x y z" line of counts per sample at the part's data rate; then it
+                     holds the last one (a rig replays SisFall through the pendant this way)
     wait 500         apply the next commands 500 ms of firmware time later
     quit             power off (also when stdin closes, after the waits before it)
 """
@@ -30,7 +33,33 @@ from typing import Any
 
 from .bluetooth import HostAdvert, Notification
 from .board import Board, PowerOff
-from .machine import samples
+
+
+class AccelPlayer:
+    """An ADXL345 source: ``rest`` until told to play a recording, then its samples, then its last."""
+
+    def __init__(self, rest: tuple[int, int, int]) -> None:
+        self.rest = rest
+        self.values: list[tuple[int, int, int]] = []
+        self.first = 0
+        self.produced = 0
+
+    def __call__(self, i: int) -> tuple[int, int, int]:
+        self.produced = i + 1
+        k = i - self.first
+        if 0 <= k < len(self.values):
+            return self.values[k]
+        if self.values and k >= len(self.values):
+            return self.values[-1]
+        return self.rest
+
+    def play(self, path: Path) -> None:
+        rows = [tuple(int(v) for v in line.split()) for line in path.read_text(encoding="ascii").splitlines()
+                if line.strip()]
+        if any(len(r) != 3 for r in rows):
+            raise ValueError(f"{path}: expected 'x y z' counts per line")
+        self.values = [(r[0], r[1], r[2]) for r in rows]
+        self.first = self.produced
 
 
 class RealtimeBoard(Board):
@@ -39,6 +68,7 @@ class RealtimeBoard(Board):
     def __init__(self, *args: Any, speed: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.speed = speed
+        self.accel: AccelPlayer | None = None
         self.commands: queue.Queue[str] = queue.Queue()
         self.until_ms: int | None = None
         self.hold_until_ms = 0
@@ -68,6 +98,11 @@ class RealtimeBoard(Board):
                 self.ble_connect()
             case ["disconnect"]:
                 self.ble_disconnect()
+            case ["accel", path] if self.accel is not None:
+                try:
+                    self.accel.play(Path(path))
+                except (OSError, ValueError) as exc:
+                    print(json.dumps({"error": f"accel: {exc}"}), flush=True)
             case ["wait", ms]:
                 self.hold_until_ms = self.now_ms + int(ms)
             case ["quit"]:
@@ -105,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boot-after", type=float, default=0.0,
                    help="seconds to wait before power-up (time to open the pty: pyserial flushes on open)")
     p.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast as real time)")
+    p.add_argument("--accel-rest", default="0,0,256", metavar="X,Y,Z",
+                   help="pendant: the accelerometer's reading at rest, in counts (default 0,0,256: 1 g on z)")
     args = p.parse_args(argv)
 
     flash = args.flash or Path(tempfile.mkdtemp(prefix=f"anxin-{args.device}-"))
@@ -113,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     board.on_advert.append(lambda a: _emit("advert", a))
     board.on_notify.append(lambda n: _emit("notify", n))
     if args.device == "pendant":
-        board.add_adxl345(samples([]))
+        x, y, z = (int(v) for v in args.accel_rest.split(","))
+        board.accel = AccelPlayer((x, y, z))
+        board.add_adxl345(board.accel)
     master = slave = -1
     if args.pty:
         master, slave = os.openpty()

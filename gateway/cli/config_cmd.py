@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from gateway import config
+from gateway.clock import RIG_CLOCK_VARS
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
@@ -32,11 +35,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _check(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     data = config.to_dict(cfg)
+    rig = sorted(v for v in RIG_CLOCK_VARS if os.environ.get(v))
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         _print_tree(data)
-        print(f"\n# OK: {cfg.source}: {len(cfg.rooms)} rooms, {len(cfg.sensors)} sensors")
+        if not rig:
+            print(f"\n# OK: {cfg.source}: {len(cfg.rooms)} rooms, {len(cfg.sensors)} sensors")
+    if rig:
+        # A test rig's time machine must never reach a real home: the check fails.
+        print(f"ERROR: {', '.join(rig)} set: this gateway would run on a TEST RIG CLOCK "
+              "(scaled, fake wall time). Unset it for a real home.", file=sys.stderr)
+        return 1
     return 0
 
 

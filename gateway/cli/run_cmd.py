@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
+import os
 from pathlib import Path
 
+from gateway import clock as clock_mod
 from gateway import config, logs
 from gateway.cli.config_cmd import add_config_arg
 from gateway.clock import Clock
+from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,18 +42,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
+    try:
+        # HIL rigs only: a scaled wall clock (ANXIN_RIG_CLOCK_*; docs/hil.md). Refused under systemd.
+        rig_clock = clock_mod.rig_clock_from_env(os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if args.db:
         cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, path=args.db))
     logs.setup(cfg.logging.level, cfg.logging.format)
-    asyncio.run(run_service(cfg, args))
+    if rig_clock is not None:
+        log.warning("TEST RIG CLOCK: %s; not for a real home", rig_clock.describe())
+        clock_mod.install(rig_clock)
+    try:
+        asyncio.run(run_service(cfg, args, rig_clock))
+    finally:
+        clock_mod.install(None)
     return 0
 
 
-async def run_service(cfg: config.Config, args: argparse.Namespace) -> None:
+async def run_service(cfg: config.Config, args: argparse.Namespace, clock: Clock | None = None) -> None:
     from gateway import assemble
     from gateway.service import Service, open_store
 
-    clock = Clock()
+    clock = clock or Clock()
     store = open_store(cfg)
     service = Service(
         cfg,

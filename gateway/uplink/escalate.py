@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gateway.clock import boot_id, utc_now
@@ -104,4 +103,4 @@ class Escalator:
 def _age_s(alert: Alert) -> float:
     if alert.boot_id == boot_id() and alert.monotonic_s > 0:
         return time.monotonic() - alert.monotonic_s
-    return (datetime.now(UTC) - alert.ts).total_seconds()
+    return (utc_now() - alert.ts).total_seconds()  # utc_now: follows a HIL rig's clock
