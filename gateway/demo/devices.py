@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ import threading
 import tty
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from drivers.ble.pendant_protocol import ACCEL_CHAR_UUID, BATTERY_LEVEL_UUID, CANCEL_CHAR_UUID, SERVICE_UUID
 from drivers.serial import mr60
@@ -207,56 +206,26 @@ class DemoBoard:
 class GattPeripheral:
     """The pendant's GATT server on the mock BlueZ, for bleak to connect to and subscribe.
 
-    python-dbusmock's bluez5 template has devices but no GATT: this adds the pendant
-    service (accelerometer and "I'm OK" characteristics, ``drivers/ble/pendant_protocol``)
-    and the standard Battery service as ``GattService1`` / ``GattCharacteristic1`` objects
-    under the device, marks its services resolved, and turns each notification of the
-    firmware into a ``Value`` change, what bluetoothd does for a subscribed characteristic.
+    The pendant service (accelerometer and "I'm OK" characteristics,
+    ``drivers/ble/pendant_protocol``) and the standard Battery service go into the rig's mock
+    BlueZ (``gateway.hil.MockBlueZ.add_gatt``, shared with the HIL pendant steps); each
+    notification of the firmware becomes a ``Value`` change, what bluetoothd does for a
+    subscribed characteristic.
     While the pendant is not connected it is "seen" once a second (an RSSI change), so a
     scan finds it.
     """
 
-    SERVICES: tuple[tuple[str, int, tuple[tuple[str, int, tuple[str, ...]], ...]], ...] = (
-        (SERVICE_UUID, 0x000A, ((ACCEL_CHAR_UUID, 0x000B, ("notify",)),
-                                (CANCEL_CHAR_UUID, 0x000E, ("read", "notify")))),
-        (BATTERY_SERVICE_UUID, 0x0011, ((BATTERY_LEVEL_UUID, 0x0012, ("read", "notify")),)),
-    )
+    SERVICES: ClassVar[dict[str, list[tuple[str, tuple[str, ...]]]]] = {
+        SERVICE_UUID: [(ACCEL_CHAR_UUID, ("notify",)), (CANCEL_CHAR_UUID, ("read", "notify"))],
+        BATTERY_SERVICE_UUID: [(BATTERY_LEVEL_UUID, ("read", "notify"))],
+    }
 
     def __init__(self, bluez: Any, mac: str, name: str) -> None:
-        dbus: Any = importlib.import_module("dbus")
-        importlib.import_module("dbus.bus")
-        dbusmock: Any = importlib.import_module("dbusmock")
-        self._dbus = dbus
+        self.bluez = bluez
+        self.mac = mac
         bluez.add_device(mac, name)
-        self.conn = dbus.bus.BusConnection(bluez.address)  # our own: bluez's is used from other threads
-        self._lock = threading.Lock()
-        dev_path = f"/org/bluez/hci0/dev_{mac.upper().replace(':', '_')}"
-        root = dbus.Interface(self.conn.get_object("org.bluez", "/"), dbusmock.MOCK_IFACE)
-        self.chars: dict[str, Any] = {}
-        for svc_uuid, svc_handle, chars in self.SERVICES:
-            svc_path = f"{dev_path}/service{svc_handle:04x}"
-            root.AddObject(svc_path, "org.bluez.GattService1", {
-                "UUID": svc_uuid, "Primary": True, "Device": dbus.ObjectPath(dev_path),
-                "Includes": dbus.Array([], signature="o"),
-            }, [])
-            for uuid, handle, flags in chars:
-                path = f"{svc_path}/char{handle:04x}"
-                root.AddObject(path, "org.bluez.GattCharacteristic1", {
-                    "UUID": uuid, "Service": dbus.ObjectPath(svc_path), "Flags": dbus.Array(flags, signature="s"),
-                    "Value": dbus.Array(b"\x50" if uuid == BATTERY_LEVEL_UUID else b"", signature="y"),
-                    "Notifying": False,
-                }, [
-                    ("StartNotify", "", "", "self.UpdateProperties(IFACE, {'Notifying': dbus.Boolean(True)})"
-                     .replace("IFACE", repr("org.bluez.GattCharacteristic1"))),
-                    ("StopNotify", "", "", "self.UpdateProperties(IFACE, {'Notifying': dbus.Boolean(False)})"
-                     .replace("IFACE", repr("org.bluez.GattCharacteristic1"))),
-                    ("ReadValue", "a{sv}", "ay", "ret = self.Get('org.bluez.GattCharacteristic1', 'Value')"),
-                ])
-                self.chars[uuid] = dbus.Interface(self.conn.get_object("org.bluez", path), dbusmock.MOCK_IFACE)
-        self.device = dbus.Interface(self.conn.get_object("org.bluez", dev_path), dbusmock.MOCK_IFACE)
-        self.device.UpdateProperties("org.bluez.Device1", {
-            "ServicesResolved": True, "UUIDs": dbus.Array([SERVICE_UUID], signature="s"),
-        })
+        bluez.add_gatt(mac, self.SERVICES)  # the rig's GATT database (gateway.hil.MockBlueZ)
+        bluez.notify(mac, BATTERY_LEVEL_UUID, b"\x50")
         self._stop = threading.Event()
         self._beacon = threading.Thread(target=self._seen, name="demo-pendant-beacon", daemon=True)
         self._beacon.start()
@@ -265,22 +234,16 @@ class GattPeripheral:
         rssi = -58
         while not self._stop.wait(1.0):
             rssi = -58 if rssi != -58 else -59
-            with self._lock, contextlib.suppress(Exception):  # the bus going away at the end is not a failure
-                self.device.UpdateProperties("org.bluez.Device1", {"RSSI": self._dbus.Int16(rssi)})
+            with contextlib.suppress(Exception):  # the bus going away at the end is not a failure
+                self.bluez.push(self.mac, {}, rssi=rssi)
 
     def notify(self, uuid: str, data: bytes) -> None:
-        char = self.chars.get(uuid)
-        if char is None:
-            return
-        with self._lock, contextlib.suppress(Exception):
-            char.UpdateProperties("org.bluez.GattCharacteristic1",
-                                  {"Value": self._dbus.Array(data, signature="y")})
+        with contextlib.suppress(Exception):  # the bus going away at the end is not a failure
+            self.bluez.notify(self.mac, uuid, data)
 
     def close(self) -> None:
         self._stop.set()
         self._beacon.join(5)
-        with self._lock, contextlib.suppress(Exception):
-            self.conn.close()
 
 
 class RadarEmulator:
