@@ -3,9 +3,11 @@
 Three stages, each on the same pendant stream (``ReadingKind.ACCEL`` readings whose
 ``extra["samples_g"]`` hold ``[[x, y, z], ...]`` in g at 50 Hz):
 
-1. **Candidate** (:class:`CandidateStage`): every 0.5 s the last 4 s are turned into
+1. **Candidate** (:class:`CandidateStage`): every 0.5 s the last 6 s are turned into
    orientation-invariant features (:mod:`gateway.detect.fall_features`) and scored by the
    shipped TFLite model; a score at or above ``detection.fall.threshold`` is a candidate.
+   The model was trained to wait for what follows the impact (the wearer down, in a new
+   posture): a candidate comes 1-2 s after the impact, not at the impact itself.
    Windows in the 10 s after a candidate belong to the same event. This is the stage that
    ``anxin fall eval`` measures on SisFall.
 2. **Confirmation**: after the impact the wearer must lie still for ``confirm_still_s``
@@ -141,10 +143,11 @@ class Candidate:
     score: float
     sample_index: int  # stream sample index of the impact (peak |a| in the window)
     peak_g: float
+    at_sample: int  # stream samples seen when the candidate was raised (its window's end)
 
 
 class CandidateStage:
-    """Sliding 4 s windows every 0.5 s on one pendant's 50 Hz stream -> candidates."""
+    """Sliding 6 s windows every 0.5 s on one pendant's 50 Hz stream -> candidates."""
 
     def __init__(self, model: Scorer, threshold: float) -> None:
         self.model = model
@@ -206,7 +209,7 @@ class CandidateStage:
         self._windows_since_candidate = 0
         mag = np.linalg.norm(self._buf, axis=1)
         peak = int(np.argmax(mag))
-        return Candidate(s, self.samples - WINDOW + peak, float(mag[peak]))
+        return Candidate(s, self.samples - WINDOW + peak, float(mag[peak]), self.samples)
 
 
 @dataclass(slots=True)
@@ -294,7 +297,12 @@ class FallDetector:
         for cand in st.stage.push(x):
             self.candidates.append((reading.sensor_id, cand))
             if st.pending is None:
-                log.info("fall candidate on %s: score %.3f", reading.sensor_id, cand.score)
+                log.info(
+                    "fall candidate on %s: score %.3f, %.1f s after the impact",
+                    reading.sensor_id,
+                    cand.score,
+                    (cand.at_sample - cand.sample_index) / FS_HZ,
+                )
                 st.pending = _Pending(cand, stamp=stamp)
         if st.pending is not None:
             alert = self._confirm(reading.sensor_id, st, x, first, stamp)
