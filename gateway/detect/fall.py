@@ -196,6 +196,15 @@ class CandidateStage:
         elif self._filled == WINDOW:
             self._since_window = HOP  # the first full window is scored at once
 
+    def recent(self, since: int, until: int) -> npt.NDArray[np.float64]:
+        """The samples with stream indices in [since, until) still in the window (no older
+        than the last gap): what the candidate's own window saw after the impact."""
+        oldest = self.samples - self._filled
+        lo, hi = max(since, oldest), min(until, self.samples)
+        if hi <= lo:
+            return np.zeros((0, 3))
+        return self._buf[lo - self.samples + WINDOW : hi - self.samples + WINDOW]
+
     def _score(self) -> Candidate | None:
         self._since_window = 0
         t0 = time.perf_counter()
@@ -304,6 +313,11 @@ class FallDetector:
                     (cand.at_sample - cand.sample_index) / FS_HZ,
                 )
                 st.pending = _Pending(cand, stamp=stamp)
+                # The model called it some time after the impact: the stillness it already
+                # saw since then counts, so the alert comes confirm_still_s after the impact
+                # whatever the model's delay.
+                seen = st.stage.recent(cand.sample_index + FS_HZ // 2, first)
+                self._accumulate(st.pending, np.linalg.norm(seen, axis=1))
         if st.pending is not None:
             alert = self._confirm(reading.sensor_id, st, x, first, stamp)
             if alert is not None:
@@ -318,15 +332,7 @@ class FallDetector:
         mag = np.linalg.norm(x, axis=1)
         # only samples after the impact count towards stillness
         start = max(0, p.cand.sample_index + FS_HZ // 2 - first)
-        for m in mag[start:]:
-            p.block.append(float(m))
-            if len(p.block) < FS_HZ:
-                continue
-            if max(p.block) - min(p.block) <= STILL_RANGE_G:
-                p.still_samples += FS_HZ
-            else:
-                p.still_samples = 0
-            p.block.clear()
+        self._accumulate(p, mag[start:])
         confirm = round(self.cfg.confirm_still_s * FS_HZ)
         if p.still_samples >= confirm:
             st.pending = None
@@ -336,6 +342,19 @@ class FallDetector:
             log.info("fall candidate on %s dropped: the wearer did not lie still", sensor_id)
             st.pending = None
         return None
+
+    @staticmethod
+    def _accumulate(p: _Pending, mags: npt.NDArray[np.float64]) -> None:
+        """Stillness in whole 1 s blocks of |a|; a block that moves starts the count again."""
+        for m in mags:
+            p.block.append(float(m))
+            if len(p.block) < FS_HZ:
+                continue
+            if max(p.block) - min(p.block) <= STILL_RANGE_G:
+                p.still_samples += FS_HZ
+            else:
+                p.still_samples = 0
+            p.block.clear()
 
     def _raise(self, sensor_id: str, p: _Pending, stamp: Stamp, *, confirmed: bool) -> Alert:
         sensor = self._sensor(sensor_id)
