@@ -36,6 +36,15 @@ class SpikeScorer:
         return 1.0 if float(features[:, 0].max()) > 2.0 else 0.0
 
 
+class LateSpikeScorer(SpikeScorer):
+    """Like the shipped model, calls the fall only once the window holds 3 s after the spike."""
+
+    def score(self, features: npt.NDArray[np.float32]) -> float:
+        self.calls += 1
+        spike = int(np.argmax(features[:, 0]))
+        return 1.0 if features[spike, 0] > 2.0 and spike <= WINDOW - 150 else 0.0
+
+
 def standing(seconds: float, rng: np.random.Generator) -> np.ndarray:
     n = int(seconds * 50)
     return np.array([0.0, 1.0, 0.0]) + rng.normal(0, 0.03, (n, 3))
@@ -273,3 +282,20 @@ def test_other_readings_are_ignored(store: Store, kind: ReadingKind) -> None:
 def test_malformed_samples_are_ignored(store: Store, bad: object) -> None:
     s = Stream(detector(store))
     assert not s.det.feed(s.reading(ReadingKind.ACCEL, samples_g=bad))
+
+
+def test_stillness_counts_from_the_impact_not_from_a_late_candidate(store: Store) -> None:
+    rng = np.random.default_rng(5)
+    det = FallDetector(CFG, store, {PENDANT.id: PENDANT}, model=LateSpikeScorer())
+    s = Stream(det)
+    s.send(walking(8, rng))
+    impact_t = s.t
+    s.send(impact())
+    s.send(lying(30, rng))
+    ((_, cand),) = det.candidates
+    assert cand.at_sample - cand.sample_index >= 150, "the stub must call it late"
+    (a,) = s.alerts
+    raised_after = (a.ts - T0).total_seconds() - impact_t
+    # 0.5 s after the impact, then 10 s of still 1 s blocks; not 10 s after the candidate
+    assert 10 <= raised_after <= 11
+    assert a.evidence["still_s"] == 10

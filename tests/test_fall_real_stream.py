@@ -18,6 +18,9 @@ from gateway.store import Store
 
 pytestmark = pytest.mark.data
 
+AFTERMATH_S = 1.0
+"""The least of the impact's aftermath the model has seen before it calls a candidate."""
+
 PENDANT = Sensor("pendant-1", SensorKind.PENDANT, Transport.BLE, "AA:BB:CC:DD:EE:FF", "kitchen")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -85,3 +88,21 @@ def test_lying_down_quickly_then_staying_still_raises_nothing(
     alerts, _ = feed(det, then_still(recording(shared_data, name), 30))
     assert not alerts
     assert not det.candidates
+
+
+def test_candidate_waits_for_the_aftermath_of_the_impact(
+    shared_data: Path, model: FallModel
+) -> None:
+    """The model calls a fall only once it has seen the wearer stay down after the impact:
+    the same real fall cut 1 s after the impact raises nothing; streamed whole, it raises one
+    candidate, seconds after the impact, pointing at the impact."""
+    rec = recording(shared_data, "SA02/F01_SA02_R01.txt")
+    impact = int(np.argmax(np.linalg.norm(rec, axis=1)))
+    cut = FallDetector(FallConfig(), None, {}, model=model)
+    feed(cut, rec[: impact + 50])
+    assert not cut.candidates
+    whole = FallDetector(FallConfig(), None, {}, model=model)
+    feed(whole, rec)
+    ((_, cand),) = whole.candidates
+    assert cand.sample_index == impact
+    assert cand.at_sample - impact >= AFTERMATH_S * 50

@@ -3,9 +3,11 @@
 Three stages, each on the same pendant stream (``ReadingKind.ACCEL`` readings whose
 ``extra["samples_g"]`` hold ``[[x, y, z], ...]`` in g at 50 Hz):
 
-1. **Candidate** (:class:`CandidateStage`): every 0.5 s the last 4 s are turned into
+1. **Candidate** (:class:`CandidateStage`): every 0.5 s the last 6 s are turned into
    orientation-invariant features (:mod:`gateway.detect.fall_features`) and scored by the
    shipped TFLite model; a score at or above ``detection.fall.threshold`` is a candidate.
+   The model was trained to wait for what follows the impact (the wearer down, in a new
+   posture): a candidate comes 1-2 s after the impact, not at the impact itself.
    Windows in the 10 s after a candidate belong to the same event. This is the stage that
    ``anxin fall eval`` measures on SisFall.
 2. **Confirmation**: after the impact the wearer must lie still for ``confirm_still_s``
@@ -141,10 +143,11 @@ class Candidate:
     score: float
     sample_index: int  # stream sample index of the impact (peak |a| in the window)
     peak_g: float
+    at_sample: int  # stream samples seen when the candidate was raised (its window's end)
 
 
 class CandidateStage:
-    """Sliding 4 s windows every 0.5 s on one pendant's 50 Hz stream -> candidates."""
+    """Sliding 6 s windows every 0.5 s on one pendant's 50 Hz stream -> candidates."""
 
     def __init__(self, model: Scorer, threshold: float) -> None:
         self.model = model
@@ -193,6 +196,15 @@ class CandidateStage:
         elif self._filled == WINDOW:
             self._since_window = HOP  # the first full window is scored at once
 
+    def recent(self, since: int, until: int) -> npt.NDArray[np.float64]:
+        """The samples with stream indices in [since, until) still in the window (no older
+        than the last gap): what the candidate's own window saw after the impact."""
+        oldest = self.samples - self._filled
+        lo, hi = max(since, oldest), min(until, self.samples)
+        if hi <= lo:
+            return np.zeros((0, 3))
+        return self._buf[lo - self.samples + WINDOW : hi - self.samples + WINDOW]
+
     def _score(self) -> Candidate | None:
         self._since_window = 0
         t0 = time.perf_counter()
@@ -206,7 +218,7 @@ class CandidateStage:
         self._windows_since_candidate = 0
         mag = np.linalg.norm(self._buf, axis=1)
         peak = int(np.argmax(mag))
-        return Candidate(s, self.samples - WINDOW + peak, float(mag[peak]))
+        return Candidate(s, self.samples - WINDOW + peak, float(mag[peak]), self.samples)
 
 
 @dataclass(slots=True)
@@ -294,8 +306,18 @@ class FallDetector:
         for cand in st.stage.push(x):
             self.candidates.append((reading.sensor_id, cand))
             if st.pending is None:
-                log.info("fall candidate on %s: score %.3f", reading.sensor_id, cand.score)
+                log.info(
+                    "fall candidate on %s: score %.3f, %.1f s after the impact",
+                    reading.sensor_id,
+                    cand.score,
+                    (cand.at_sample - cand.sample_index) / FS_HZ,
+                )
                 st.pending = _Pending(cand, stamp=stamp)
+                # The model called it some time after the impact: the stillness it already
+                # saw since then counts, so the alert comes confirm_still_s after the impact
+                # whatever the model's delay.
+                seen = st.stage.recent(cand.sample_index + FS_HZ // 2, first)
+                self._accumulate(st.pending, np.linalg.norm(seen, axis=1))
         if st.pending is not None:
             alert = self._confirm(reading.sensor_id, st, x, first, stamp)
             if alert is not None:
@@ -310,15 +332,7 @@ class FallDetector:
         mag = np.linalg.norm(x, axis=1)
         # only samples after the impact count towards stillness
         start = max(0, p.cand.sample_index + FS_HZ // 2 - first)
-        for m in mag[start:]:
-            p.block.append(float(m))
-            if len(p.block) < FS_HZ:
-                continue
-            if max(p.block) - min(p.block) <= STILL_RANGE_G:
-                p.still_samples += FS_HZ
-            else:
-                p.still_samples = 0
-            p.block.clear()
+        self._accumulate(p, mag[start:])
         confirm = round(self.cfg.confirm_still_s * FS_HZ)
         if p.still_samples >= confirm:
             st.pending = None
@@ -328,6 +342,19 @@ class FallDetector:
             log.info("fall candidate on %s dropped: the wearer did not lie still", sensor_id)
             st.pending = None
         return None
+
+    @staticmethod
+    def _accumulate(p: _Pending, mags: npt.NDArray[np.float64]) -> None:
+        """Stillness in whole 1 s blocks of |a|; a block that moves starts the count again."""
+        for m in mags:
+            p.block.append(float(m))
+            if len(p.block) < FS_HZ:
+                continue
+            if max(p.block) - min(p.block) <= STILL_RANGE_G:
+                p.still_samples += FS_HZ
+            else:
+                p.still_samples = 0
+            p.block.clear()
 
     def _raise(self, sensor_id: str, p: _Pending, stamp: Stamp, *, confirmed: bool) -> Alert:
         sensor = self._sensor(sensor_id)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 FS_HZ = 50
-WINDOW = 200  # 4 s at 50 Hz
+WINDOW = 300  # 6 s at 50 Hz: ~2 s before an impact and the ~3-4 s after it
 HOP = 25  # a new window every 0.5 s
 CHANNELS = 4
 _SMOOTH = 13  # ~0.25 s moving average: the slow (gravity + posture) part of the signal

@@ -1,4 +1,4 @@
-"""Train, cross-validate and export the pendant fall model (SisFall, 50 Hz, 4 s windows).
+"""Train, cross-validate and export the pendant fall model (SisFall, 50 Hz, 6 s windows).
 
     /work/venv/bin/pip install -e '.[train]'
     python models/fall/train.py --data ../shared/data/sisfall            # CV + export
@@ -8,6 +8,12 @@ Leave-subjects-out cross-validation: subjects (not windows, not trials) are spli
 folds; each fold's model is scored on the recordings of subjects it never saw, with the
 same windowing and candidate rule as the gateway (gateway.detect.fall_features), upright
 and with every recording randomly rotated. Results go to models/fall/cv_report.json.
+
+The model is an ensemble of ``--members`` small CNNs (seeds 7, 107, 207) whose mean logit
+is exported as one TFLite graph, so the gateway still runs one model. Positive windows hold
+the impact 1.8-3.2 s into the 6 s window, i.e. with 2.8-4.2 s of its aftermath; windows
+whose impact is 5 s or more in (under a second of aftermath) are negative, so the model
+waits to see the wearer stay down before it calls a candidate.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.detect.fall_features import (  # noqa: E402 - after the sys.path line above
     CHANNELS,
+    FS_HZ,
     HOP,
     WINDOW,
     batch_features,
@@ -40,7 +47,7 @@ from gateway.detect.fall_features import (  # noqa: E402 - after the sys.path li
     resample_200_to_50,
 )
 
-VERSION = "1.0.0"
+VERSION = "1.2.0"
 SEED = 7
 
 
@@ -54,35 +61,43 @@ def load(data_dir: Path) -> tuple[list[np.ndarray], list[dict[str, str]]]:
     return recs, rows
 
 
-def training_windows(rec: np.ndarray, is_fall: bool) -> tuple[list[np.ndarray], list[int]]:
-    """Windows and labels. Falls: windows holding the impact (the peak |a|) 1 to 3.4 s in are
-    positive; windows ending 2 s before the impact are ordinary activity; the rest (the fall
-    itself at the edges, lying afterwards) are left out as ambiguous."""
-    n = len(rec)
-    wins: list[np.ndarray] = []
-    labels: list[int] = []
-    if not is_fall:
-        for s in range(0, n - WINDOW + 1, HOP):
-            wins.append(rec[s : s + WINDOW])
-            labels.append(0)
-        return wins, labels
-    peak = int(np.argmax(np.linalg.norm(rec, axis=1)))
-    for s in range(max(0, peak - 170), min(n - WINDOW, peak - 50) + 1, 5):
-        wins.append(rec[s : s + WINDOW])
-        labels.append(1)
-    for s in range(0, peak - 100 - WINDOW + 1, HOP):
-        wins.append(rec[s : s + WINDOW])
-        labels.append(0)
-    return wins, labels
+HARD_NEGATIVES = "D10,D11,D13,D14,D18,D19"
+"""Daily activities that look most like falls (sitting or lying down fast, collapsing into a
+chair, turning in bed, stumbling, jumping); ``--hard-weight`` weighs their windows more."""
 
 
-def stream_windows(rec: np.ndarray) -> np.ndarray:
-    """The windows the gateway scores on a live stream: every HOP samples once WINDOW are in."""
-    starts = range(0, len(rec) - WINDOW + 1, HOP)
-    return np.stack([rec[s : s + WINDOW] for s in starts])
+def recording_windows(rec: np.ndarray, is_fall: bool) -> np.ndarray:
+    """Window starts whose features are computed once per recording: every 0.1 s in a fall
+    recording (training positives need the impact at many offsets), every HOP (the gateway's
+    stream) in a daily activity. Starts that are multiples of HOP are the stream's windows."""
+    return np.arange(0, len(rec) - WINDOW + 1, 5 if is_fall else HOP)
 
 
-def build_model(dropout: float = 0.0):  # type: ignore[no-untyped-def]
+def window_labels(
+    starts: np.ndarray, peak: int | None, args: argparse.Namespace
+) -> tuple[np.ndarray, np.ndarray]:
+    """(which of ``starts`` to train on, their labels). Daily activity: every stream window,
+    negative. Falls, with the impact taken as the recording's peak |a|: positive when the
+    impact is ``--impact-from``..``--impact-to`` seconds into the window, so a positive window
+    always holds >= 2 s of what follows the impact (the wearer down, in a new posture);
+    negative when the window ends 2 s before the impact (ordinary activity) or when the impact
+    is ``--late-negative`` s or more into the window (too little aftermath yet: the model must
+    wait for it); the rest are left out as ambiguous."""
+    if peak is None:
+        return np.arange(len(starts)), np.zeros(len(starts), np.float32)
+    at = peak - starts  # impact index inside each window
+    lo, hi = round(args.impact_from * FS_HZ), round(args.impact_to * FS_HZ)
+    pos = (at >= lo) & (at <= hi)
+    stream = starts % HOP == 0
+    neg = stream & (starts + WINDOW <= peak - 2 * FS_HZ)
+    if args.late_negative:
+        neg |= stream & (at >= round(args.late_negative * FS_HZ)) & (at < WINDOW)
+    keep = np.nonzero(pos | neg)[0]
+    return keep, pos[keep].astype(np.float32)
+
+
+def build_member(dropout: float):  # type: ignore[no-untyped-def]
+    """One network of the ensemble; its output is a logit."""
     import tensorflow as tf
 
     inp = tf.keras.Input((WINDOW, CHANNELS), name="features")
@@ -95,30 +110,41 @@ def build_model(dropout: float = 0.0):  # type: ignore[no-untyped-def]
     if dropout:
         x = tf.keras.layers.Dropout(dropout)(x)
     x = tf.keras.layers.Dense(16, activation="relu")(x)
-    out = tf.keras.layers.Dense(1, activation="sigmoid", name="fall")(x)
+    out = tf.keras.layers.Dense(1, name="logit")(x)
     model = tf.keras.Model(inp, out)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(2e-3),
-        loss="binary_crossentropy",
-        metrics=[tf.keras.metrics.AUC(name="auc")],
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
     )
     return model
 
 
-def fit(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, seed: int):  # type: ignore[no-untyped-def]
+def fit_member(x: np.ndarray, y: np.ndarray, w: np.ndarray, args: argparse.Namespace, seed: int):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    model = build_model(args.dropout)
+    model = build_member(args.dropout)
     pos = max(1, int(y.sum()))
     neg = max(1, len(y) - pos)
     # Daily activity weighs more than its share (--neg-weight): false alarms make people
     # take the pendant off, and the confirmation stage cannot rescue a missed impact.
-    weights = {0: args.neg_weight * len(y) / (2 * neg), 1: len(y) / (2 * pos)}
-    model.fit(
-        x, y, epochs=args.epochs, batch_size=256, class_weight=weights, verbose=2, shuffle=True
-    )
+    sw = np.where(y > 0.5, len(y) / (2 * pos), args.neg_weight * len(y) / (2 * neg)) * w
+    model.fit(x, y, sample_weight=sw, epochs=args.epochs, batch_size=256, verbose=0, shuffle=True)
     return model
+
+
+def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
+    """``--members`` networks, seeds seed, seed + 100, ...; scored by their mean logit."""
+    return [fit_member(x, y, w, args, seed + 100 * j) for j in range(args.members)]
+
+
+def ensemble_logits(members: list, feats: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    out = [m.predict(feats, batch_size=4096, verbose=0)[:, 0].astype(np.float64) for m in members]
+    return np.mean(out, axis=0)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def subject_folds(subjects: list[str], k: int) -> list[list[str]]:
@@ -135,13 +161,18 @@ def subject_folds(subjects: list[str], k: int) -> list[list[str]]:
     return folds
 
 
-def score_recordings(model, recs: list[np.ndarray], rotate: bool, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-    scores = []
-    for rec in recs:
-        r = rec @ random_rotation(rng).T if rotate else rec
-        feats = batch_features(stream_windows(r))
-        scores.append(model.predict(feats, batch_size=1024, verbose=0)[:, 0])
-    return scores
+def stream_features(rec: np.ndarray) -> np.ndarray:
+    starts = range(0, len(rec) - WINDOW + 1, HOP)
+    return batch_features(np.stack([rec[s : s + WINDOW] for s in starts]))
+
+
+def score_recordings(members, feats: list[np.ndarray]) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    """Each recording's stream window scores (all recordings in one batch: fast)."""
+    if not feats:
+        return []
+    p = sigmoid(ensemble_logits(members, np.concatenate(feats)))
+    cuts = np.cumsum([len(f) for f in feats])[:-1]
+    return list(np.split(p, cuts))
 
 
 def metrics(scores, rows, threshold: float) -> dict[str, float | int]:  # type: ignore[no-untyped-def]
@@ -169,24 +200,32 @@ def metrics(scores, rows, threshold: float) -> dict[str, float | int]:  # type: 
     }
 
 
-def dataset(recs, rows, keep):  # type: ignore[no-untyped-def]
-    wins: list[np.ndarray] = []
-    labels: list[int] = []
-    for rec, row in zip(recs, rows, strict=True):
+def dataset(cache, rows, keep, args):  # type: ignore[no-untyped-def]
+    """Training windows of the recordings ``keep`` accepts, with labels and weights."""
+    hard = set(args.hard.split(",")) if args.hard else set()
+    xs, ys, ws = [], [], []
+    for (starts, feats, peak), row in zip(cache, rows, strict=True):
         if keep(row):
-            w, lab = training_windows(rec, row["is_fall"] == "1")
-            wins += w
-            labels += lab
-    return batch_features(np.stack(wins)), np.asarray(labels, np.float32)
+            idx, y = window_labels(starts, peak, args)
+            xs.append(feats[idx])
+            ys.append(y)
+            ws.append(np.full(len(y), args.hard_weight if row["activity"] in hard else 1.0))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
 
-def shift_operating_point(model, threshold: float) -> None:  # type: ignore[no-untyped-def]
-    """Move the output bias so that the exported score crosses 0.5 where the trained one
-    crosses ``threshold``: the gateway's default threshold (0.5) is then the operating point
-    chosen in cross-validation, and the config need not know about model versions."""
-    dense = model.get_layer("fall")
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel, bias - np.log(threshold / (1 - threshold))])
+def exported_model(members, threshold: float):  # type: ignore[no-untyped-def]
+    """One Keras model for the gateway: the members' mean logit, shifted so that the output
+    crosses 0.5 where the ensemble's probability crosses ``threshold`` (the operating point
+    chosen in cross-validation), then a sigmoid. The gateway's default threshold (0.5) is
+    then that operating point, and the config need not know about model versions."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((WINDOW, CHANNELS), name="features")
+    outs = [m(inp) for m in members]
+    z = tf.keras.layers.Average()(outs) if len(outs) > 1 else outs[0]
+    z = tf.keras.layers.Rescaling(1.0, offset=-float(np.log(threshold / (1 - threshold))))(z)
+    out = tf.keras.layers.Activation("sigmoid", name="fall")(z)
+    return tf.keras.Model(inp, out)
 
 
 def export(model, out: Path) -> str:  # type: ignore[no-untyped-def]
@@ -205,18 +244,33 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sisfall")
     ap.add_argument("--folds", type=int, default=5, help="subject folds for CV; 0 skips CV")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--members", type=int, default=3, help="networks in the ensemble (seeds)")
     ap.add_argument(
         "--neg-weight",
         type=float,
         default=6.0,
         help="weight of daily-activity windows relative to a balanced split",
     )
+    ap.add_argument("--hard", default=HARD_NEGATIVES, help="activity codes of hard negatives")
+    ap.add_argument("--hard-weight", type=float, default=1.0, help="extra weight of --hard")
     ap.add_argument("--dropout", type=float, default=0.2, help="dropout before the dense layer")
+    ap.add_argument(
+        "--impact-from", type=float, default=1.8, help="positive: impact >= this s into window"
+    )
+    ap.add_argument(
+        "--impact-to", type=float, default=3.2, help="positive: impact <= this s into window"
+    )
+    ap.add_argument(
+        "--late-negative",
+        type=float,
+        default=5.0,
+        help="negative: impact this many s or more into the window (0: left out instead)",
+    )
     ap.add_argument(
         "--operating-point",
         type=float,
-        default=0.9,
-        help="raw score that becomes 0.5 in the exported model (see card)",
+        default=0.98,
+        help="ensemble probability that becomes 0.5 in the exported model (see card)",
     )
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow threads (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "fall_detector.tflite")
@@ -230,63 +284,91 @@ def main() -> int:
 
     t0 = time.time()
     recs, rows = load(args.data)
-    print(f"loaded {len(recs)} recordings in {time.time() - t0:.0f}s", flush=True)
+    cache = []
+    for rec, row in zip(recs, rows, strict=True):
+        fall = row["is_fall"] == "1"
+        starts = recording_windows(rec, fall)
+        feats = batch_features(np.stack([rec[s : s + WINDOW] for s in starts]))
+        peak = int(np.argmax(np.linalg.norm(rec, axis=1))) if fall else None
+        cache.append((starts, feats, peak))
+    print(f"loaded {len(recs)} recordings, features in {time.time() - t0:.0f}s", flush=True)
     subjects = sorted({r["subject"] for r in rows})
     report: dict[str, object] = {
         "version": VERSION,
         "seed": SEED,
+        "members": args.members,
         "epochs": args.epochs,
         "neg_weight": args.neg_weight,
+        "hard": args.hard,
+        "hard_weight": args.hard_weight,
         "dropout": args.dropout,
+        "impact_from_s": args.impact_from,
+        "impact_to_s": args.impact_to,
+        "late_negative_s": args.late_negative,
         "operating_point": args.operating_point,
         "command": " ".join(sys.argv),
     }
-    thresholds = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+    thresholds = (0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
     if args.folds:
         folds = subject_folds(subjects, args.folds)
         report["folds"] = folds
-        all_scores: dict[str, list] = {"upright": [None] * len(rows), "rotated": [None] * len(rows)}
+        all_scores: dict[str, list] = {"upright": [None] * len(rows), "rotated": [None] * len(rows)}  # type: ignore[type-arg]
         rng = np.random.default_rng(SEED)
+        per_fold = []
         for k, held in enumerate(folds):
-            x, y = dataset(recs, rows, lambda r, h=held: r["subject"] not in h)
+            x, y, w = dataset(cache, rows, lambda r, h=held: r["subject"] not in h, args)
             print(f"fold {k}: held out {held}; {len(y)} windows, {int(y.sum())} fall", flush=True)
-            model = fit(x, y, args, SEED + k)
+            members = fit(x, y, w, args, SEED + k)
             idx = [i for i, r in enumerate(rows) if r["subject"] in held]
-            for name, rot in (("upright", False), ("rotated", True)):
-                sc = score_recordings(model, [recs[i] for i in idx], rot, rng)
-                for i, s in zip(idx, sc, strict=True):
-                    all_scores[name][i] = s
+            upright = [cache[i][1][cache[i][0] % HOP == 0] for i in idx]
+            rotated = [stream_features(recs[i] @ random_rotation(rng).T) for i in idx]
+            for name, feats in (("upright", upright), ("rotated", rotated)):
+                for i, sc in zip(idx, score_recordings(members, feats), strict=True):
+                    all_scores[name][i] = sc
             m = metrics(
                 [all_scores["upright"][i] for i in idx],
                 [rows[i] for i in idx],
                 args.operating_point,
             )
+            per_fold.append(m)
             print(f"fold {k}: {m} ({time.time() - t0:.0f}s)", flush=True)
         cv: dict[str, object] = {}
         for name, sc in all_scores.items():
             cv[name] = {str(t): metrics(sc, rows, t) for t in thresholds}
-        misses = [
-            rows[i]["file"]
-            for i in range(len(rows))
-            if rows[i]["is_fall"] == "1"
-            and count_candidates(all_scores["upright"][i], args.operating_point) == 0
-        ]
-        alarms = [
-            rows[i]["file"]
-            for i in range(len(rows))
-            if rows[i]["is_fall"] == "0"
-            and count_candidates(all_scores["upright"][i], args.operating_point) > 0
-        ]
-        cv["missed_falls_at_operating_point"] = misses
-        cv["adl_with_alarm_at_operating_point"] = alarms
+        cv["per_fold_at_operating_point"] = per_fold
+        for name in ("upright", "rotated"):
+            op = args.operating_point
+            sc = all_scores[name]
+            cv[f"missed_falls_at_operating_point_{name}"] = [
+                rows[i]["file"]
+                for i in range(len(rows))
+                if rows[i]["is_fall"] == "1" and count_candidates(sc[i], op) == 0
+            ]
+            cv[f"adl_with_alarm_at_operating_point_{name}"] = [
+                rows[i]["file"]
+                for i in range(len(rows))
+                if rows[i]["is_fall"] == "0" and count_candidates(sc[i], op) > 0
+            ]
+        order = sorted(
+            (i for i in range(len(rows)) if rows[i]["is_fall"] == "0"),
+            key=lambda i: -float(np.max(all_scores["upright"][i])),
+        )
+        cv["highest_adl_scores"] = {
+            rows[i]["file"]: round(float(np.max(all_scores["upright"][i])), 5) for i in order[:15]
+        }
+        order = sorted(
+            (i for i in range(len(rows)) if rows[i]["is_fall"] == "1"),
+            key=lambda i: float(np.max(all_scores["upright"][i])),
+        )
+        cv["lowest_fall_scores"] = {
+            rows[i]["file"]: round(float(np.max(all_scores["upright"][i])), 5) for i in order[:30]
+        }
         report["cv"] = cv
         print(json.dumps(cv, indent=1), flush=True)
-    x, y = dataset(recs, rows, lambda r: True)
+    x, y, w = dataset(cache, rows, lambda r: True, args)
     print(f"final model: {len(y)} windows, {int(y.sum())} fall", flush=True)
-    model = fit(x, y, args, SEED)
+    model = exported_model(fit(x, y, w, args, SEED), args.operating_point)
     report["params"] = int(model.count_params())
-    if args.operating_point != 0.5:
-        shift_operating_point(model, args.operating_point)
     report["sha256"] = export(model, args.out)
     report["seconds"] = round(time.time() - t0)
     args.report.write_text(json.dumps(report, indent=1) + "\n")
