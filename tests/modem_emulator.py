@@ -27,6 +27,7 @@ class ModemState:
     operator: str = "CHINA MOBILE"
     cms_error: int | None = None  # answer the next CMGS with +CMS ERROR: n
     silent_after_text: bool = False
+    cmee: bool = True  # False: an old modem that answers AT+CMEE with ERROR
     sent: list[tuple[str, str]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
 
@@ -133,7 +134,7 @@ class EmulatedModem:
             self.echo = False
             self._say("OK")
         elif cmd == "AT+CMEE=1":
-            self._say("OK")
+            self._say("OK" if s.cmee else "ERROR")
         elif cmd == "AT+CPIN?":
             if not s.sim:
                 self._say("+CME ERROR: 10")

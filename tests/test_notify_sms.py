@@ -232,3 +232,9 @@ def test_cli_notify_test_reports_modem_and_sends(tmp_path: Path, modem: Emulated
     assert res.returncode == 1
     assert "network denied" in res.stdout
     assert len(modem.state.sent) == 1
+
+
+def test_a_modem_without_numeric_errors_still_sends(modem: EmulatedModem) -> None:
+    modem.state.cmee = False
+    assert Modem(str(modem.dev.link), timeout_s=5).send("10086", "x") == 1
+    assert modem.state.sent == [("10086", "x")]

@@ -194,7 +194,8 @@ class Modem:
         time.sleep(0.05)
         self._drain()
         self._command("ATE0")  # no echo: answers are easier to read and never mistaken
-        self._command("AT+CMEE=1")
+        with contextlib.suppress(ModemError):  # numeric error codes: nice to have, not needed
+            self._command("AT+CMEE=1")
         try:
             sim = self._query("AT+CPIN?", "+CPIN:")
         except ModemError as exc:  # CME ERROR 10 (not inserted), 13 (failure), 14 (busy)
