@@ -399,6 +399,11 @@ class SmsConfig:
     timeout_s: float = field(
         default=60.0, metadata=meta(help="longest wait for the network to take one SMS", min=5, max=300)
     )
+    max_per_alert: int = field(
+        default=5,
+        metadata=meta(help="texts per recipient for one alert at most (the escalation goes on "
+                      "in the log)", min=1, max=100),
+    )
 
 
 @dataclass(frozen=True, slots=True)

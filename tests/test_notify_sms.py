@@ -238,3 +238,21 @@ def test_a_modem_without_numeric_errors_still_sends(modem: EmulatedModem) -> Non
     modem.state.cmee = False
     assert Modem(str(modem.dev.link), timeout_s=5).send("10086", "x") == 1
     assert modem.state.sent == [("10086", "x")]
+
+
+async def test_sms_stops_after_max_per_alert_while_the_escalation_goes_on(
+    tmp_path: Path, modem: EmulatedModem, store: Store
+) -> None:
+    text = toml(modem.dev.link, "+8613800138000").replace("timeout_s = 5", "timeout_s = 5\nmax_per_alert = 2")
+    text = text.replace("repeat_every_s = 600", "repeat_every_s = 10")
+    cfg = config.loads(text)
+    row = store.commit_alert(button_alert())
+    uplink = Uplink(cfg, store, notifiers=build_notifiers(cfg))
+    esc = uplink.escalator
+    esc.after_s, esc.every_s = 0.0, 0.0  # escalate on every check, to run through attempts
+    for _ in range(4):
+        await esc.check()
+    notes = [n for s, _, n in store.alert_history(str(row.ref)) if s is AlertState.ESCALATED]
+    assert notes == ["attempt 1: log, sms", "attempt 2: log, sms", "attempt 3: log", "attempt 4: log"]
+    assert len(modem.state.sent) == 2  # two texts, then the cap
+    assert "第2次" in modem.state.sent[1][1]

@@ -16,6 +16,7 @@ class Notifier(Protocol):
 
     ``notify`` returns when the message left the gateway (or raises
     :class:`gateway.errors.AnxinError`); ``attempt`` counts escalations of this alert from 1.
+    A notifier with a ``max_attempts`` attribute (not None) is left out of later attempts.
     """
 
     name: str

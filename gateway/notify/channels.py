@@ -47,6 +47,8 @@ class SmsNotifier:
         self.modem = modem or Modem(sms.port, baudrate=sms.baudrate, timeout_s=sms.timeout_s,
                                     pin=cfg.secrets.sms_pin)
         self.recipients = tuple(sms.recipients)
+        # The escalation repeats until someone acts; a family's phone gets this many texts.
+        self.max_attempts: int | None = sms.max_per_alert
         self._composer = _Composer(cfg)
         self.sent: list[tuple[str, str]] = []
 

@@ -83,6 +83,9 @@ class Escalator:
         track.last_mono = time.monotonic()
         reached: list[str] = []
         for notifier in self.up.notifiers:
+            cap = getattr(notifier, "max_attempts", None)
+            if cap is not None and track.attempts > cap:
+                continue  # this channel has said it often enough (SMS: no flood)
             try:
                 await notifier.notify(alert, attempt=track.attempts)
             except (AnxinError, OSError) as exc:
