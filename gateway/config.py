@@ -426,8 +426,7 @@ class HealthConfig:
     )
     interval_s: float = field(default=30.0, metadata=meta(help="how often to look", min=1, max=3600))
     disk_min_free_mb: float = field(
-        default=200.0, metadata=meta(help="free space below this (or the store past 90% of its "
-                                     "budget) raises gateway_health", min=1)
+        default=200.0, metadata=meta(help="free disk space below this raises gateway_health", min=1)
     )
     clock_grace_s: float = field(
         default=900.0, metadata=meta(help="clock not NTP-synced this long after start raises "

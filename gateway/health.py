@@ -14,8 +14,9 @@ Everything is read from sysfs, the files the kernel keeps current on a Raspberry
 - ``/sys/class/hwmon/hwmon*/name == rpi_volt``, ``in0_lcrit_alarm``: the Pi firmware's
   under-voltage flag (a weak supply corrupts SD cards);
 - ``/sys/class/thermal/thermal_zone0/temp``: the SoC temperature in m°C;
-- free space of the filesystem holding the database (``os.statvfs``), and the store's
-  size against its budget;
+- free space of the filesystem holding the database (``os.statvfs``). The store reaching
+  its own budget is not a fault: it prunes the oldest readings by design (docs/storage.md);
+  its size goes into telemetry only;
 - the kernel's NTP sync flag (``adjtimex``) through :class:`gateway.clock.Clock`.
 A file that does not exist (a Pi without a UPS, a PC) means "no such sensor", never an
 alert.
@@ -201,11 +202,8 @@ class HealthMonitor:
         snap = await asyncio.to_thread(self.read, size)
         self.last = snap
         h = self.cfg.health
-        budget = self.cfg.storage.budget_mb
-        disk_low = (snap.disk_free_mb is not None and snap.disk_free_mb < h.disk_min_free_mb) or (
-            snap.store_mb is not None and snap.store_mb > 0.9 * budget)
-        disk_ok = (snap.disk_free_mb is None or snap.disk_free_mb > 1.5 * h.disk_min_free_mb) and (
-            snap.store_mb is None or snap.store_mb < 0.8 * budget)
+        disk_low = snap.disk_free_mb is not None and snap.disk_free_mb < h.disk_min_free_mb
+        disk_ok = snap.disk_free_mb is None or snap.disk_free_mb > 1.5 * h.disk_min_free_mb
         hot = snap.cpu_temp_c is not None and snap.cpu_temp_c >= h.temp_max_c
         cool = snap.cpu_temp_c is None or snap.cpu_temp_c < h.temp_max_c - 5
         late = not snap.clock_synced and snap.unsynced_s >= h.clock_grace_s
@@ -215,7 +213,7 @@ class HealthMonitor:
                         {"component": "power", "undervoltage": True})
         await self._set("disk", disk_low, disk_ok,
                         {"component": "disk", "free_mb": _r(snap.disk_free_mb),
-                         "store_mb": _r(snap.store_mb), "budget_mb": budget,
+                         "store_mb": _r(snap.store_mb), "budget_mb": self.cfg.storage.budget_mb,
                          "min_free_mb": h.disk_min_free_mb})
         await self._set("temperature", hot, cool,
                         {"component": "temperature", "cpu_temp_c": snap.cpu_temp_c,

@@ -189,3 +189,13 @@ def test_unreadable_sysfs_values_are_no_reading(tmp_path: Path, value: str) -> N
     sys = Sysfs(tmp_path)
     sys.put("class/thermal/thermal_zone0/temp", value)
     assert Probes(sys=tmp_path).cpu_temp_c() is None
+
+
+async def test_a_store_at_its_own_budget_is_not_a_fault(tmp_path: Path, store: Store) -> None:
+    """The store prunes by design at its budget: months of history must not raise an alarm."""
+    rec = Recorder(store)
+    mon = monitor(tmp_path, store, rec)
+    mon.cfg = replace(mon.cfg, storage=replace(mon.cfg.storage, budget_mb=0.01))  # store is "full"
+    await mon.check()
+    assert rec.raised == []
+    assert mon.snapshot()["store_mb"] > 0.01
