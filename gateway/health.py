@@ -145,6 +145,7 @@ class _Condition:
     key: str
     type: AlertType
     alert: Alert | None = None
+    good_checks: int = 0
 
 
 @dataclass
@@ -161,6 +162,10 @@ class HealthMonitor:
     last: Snapshot = field(default_factory=Snapshot)
     _conds: dict[str, _Condition] = field(default_factory=dict)
     _restored: bool = False
+    # An open condition resolves only after this many good checks in a row: a supply on
+    # the edge of under-voltage, or mains that flickers back, must not raise and resolve an
+    # alert every 30 s.
+    clear_checks: int = 5
 
     def __post_init__(self) -> None:
         if self.probes is None:
@@ -223,12 +228,13 @@ class HealthMonitor:
 
     async def _set(self, key: str, bad: bool, good: bool, evidence: dict[str, JsonValue]) -> None:
         cond = self._conds[key]
+        cond.good_checks = cond.good_checks + 1 if good else 0
         if bad and cond.alert is None:
             evidence = {**evidence, "condition": key}
             cond.alert = Alert.raise_(cond.type, self.clock.now(), evidence=evidence)
             log.warning("gateway health: %s (%s)", key, evidence)
             await self.raise_alert(cond.alert)
-        elif good and cond.alert is not None:
+        elif cond.alert is not None and cond.good_checks >= self.clear_checks:
             alert_id, cond.alert = cond.alert.id, None
             log.warning("gateway health: %s is back to normal", key)
             await self.change_state(alert_id, AlertState.RESOLVED)

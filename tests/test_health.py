@@ -59,7 +59,7 @@ def monitor(tmp_path: Path, store: Store, rec: Recorder, *, synced: bool = True,
                  health=replace(HealthConfig(), **health))
     return HealthMonitor(cfg, store, rec.raise_alert, rec.change,
                          clock=Clock(assume_synced=synced),
-                         probes=Probes(sys=tmp_path / "sys", disk_path=tmp_path))
+                         probes=Probes(sys=tmp_path / "sys", disk_path=tmp_path), clear_checks=1)
 
 
 async def test_mains_lost_on_a_ups_raises_gateway_power_once_and_resolves(tmp_path: Path, store: Store) -> None:
@@ -199,3 +199,18 @@ async def test_a_store_at_its_own_budget_is_not_a_fault(tmp_path: Path, store: S
     await mon.check()
     assert rec.raised == []
     assert mon.snapshot()["store_mb"] > 0.01
+
+
+async def test_a_flickering_supply_raises_once_and_resolves_after_steady_checks(tmp_path: Path, store: Store) -> None:
+    sys = Sysfs(tmp_path / "sys")
+    sys.put("class/hwmon/hwmon0/name", "rpi_volt")
+    rec = Recorder(store)
+    mon = monitor(tmp_path, store, rec)
+    mon.clear_checks = 3
+    for alarm in (1, 0, 1, 0, 0, 1, 0, 0):  # on the edge: never three good checks in a row
+        sys.put("class/hwmon/hwmon0/in0_lcrit_alarm", alarm)
+        await mon.check()
+    assert len(rec.raised) == 1
+    assert rec.changes == []
+    await mon.check()  # the third good check in a row
+    assert rec.changes == [(rec.raised[0].id, AlertState.RESOLVED)]
