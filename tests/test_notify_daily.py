@@ -70,7 +70,7 @@ def modem(tmp_path: Path) -> Iterator[EmulatedModem]:
 def test_texts_say_what_the_day_was() -> None:
     normal = Day("2026-11-23", local(7, 12), local(19, 40), 146, ())
     assert summary_text(normal, home="501室", language="zh", tz=SH) == (
-        "【安心】501室 11/23 起床/首次活动07:12，最近活动19:40，共146次活动，无告警，一切正常。")
+        "【安心】501室 11/23 今日首次活动07:12，最近活动19:40，共146次活动，无告警，一切正常。")
     eventful = Day("2026-11-23", local(7, 12), local(19, 40), 80,
                    ((AlertType.EMERGENCY_BUTTON, AlertState.ACKNOWLEDGED),
                     (AlertType.FALL, AlertState.RAISED), (AlertType.TEST, AlertState.RAISED)))
@@ -86,7 +86,8 @@ def test_texts_say_what_the_day_was() -> None:
 
 async def test_sent_once_at_the_time_from_the_day_in_the_store(store: Store) -> None:
     cfg = config.loads(toml(None))
-    store.add_readings([reading(local(6, 58)), reading(local(7, 5), ReadingKind.IN_BED),
+    store.add_readings([reading(local(3, 10)),  # a toilet trip in the night: not the first
+                        reading(local(6, 58)), reading(local(7, 5), ReadingKind.IN_BED),
                         reading(local(9, 30), ReadingKind.RSSI),  # not activity
                         reading(local(18, 2)), reading(local(5, 0, day=22))])  # yesterday
     store.commit_alert(Alert.raise_(AlertType.EMERGENCY_BUTTON, stamp(local(10, 0))))
@@ -95,7 +96,7 @@ async def test_sent_once_at_the_time_from_the_day_in_the_store(store: Store) -> 
     assert not await daily.maybe_send(local(19, 59))
     assert await daily.maybe_send(local(20, 0))
     assert not await daily.maybe_send(local(20, 1))  # once a day
-    assert ch.texts == ["【安心】501室 11/23 起床/首次活动06:58，最近活动18:02；告警1条（紧急呼叫1），1条未处理。"]
+    assert ch.texts == ["【安心】501室 11/23 今日首次活动06:58，最近活动18:02；告警1条（紧急呼叫1），1条未处理。"]
     # A restart the same evening does not send it again; the next day does.
     again = DailySummary(cfg, store, [ch])
     assert not await again.maybe_send(local(21, 0))

@@ -1,8 +1,8 @@
 """The family's daily "all normal" (DESIGN.md: "a daily 'all normal' if they want it").
 
 At ``[notify] daily_summary_at`` (home time) the gateway texts the SMS recipients and the
-apprise services one line about the day so far: when the resident was first and last
-active, how many sensor events, and the day's alerts with how many are still open. Silence
+apprise services one line about the day so far: when the resident was first active after
+the night and last active, how many sensor events, and the day's alerts with how many are still open. Silence
 is not a summary: a day with no activity at all says so and asks the family to call.
 
 Sent once a day: the date of the last one is kept in the store, so a restart neither sends
@@ -70,7 +70,7 @@ def summary_text(day: Day, *, home: str, language: str, tz: Any) -> str:
         return f"{head}; alerts: {kinds}; {still_open} open."
     if day.first is None:
         return f"【安心】{home} {md} 今天没有检测到任何活动，请打电话确认。"
-    head = f"【安心】{home} {md} 起床/首次活动{hm(day.first)}，最近活动{hm(day.last or day.first)}"
+    head = f"【安心】{home} {md} 今日首次活动{hm(day.first)}，最近活动{hm(day.last or day.first)}"
     if not alerts:
         return f"{head}，共{day.events}次活动，无告警，一切正常。"
     kinds = "、".join(f"{type_name(t, 'zh')}{n}" for t, n in counts.most_common(3))
@@ -123,8 +123,14 @@ class DailySummary:
         return False  # nobody got it: try again at the next check
 
     def day(self, local_now: datetime) -> Day:
+        """The day so far. Its first activity is the first after the night (``[detection.rules]
+        night_end``): a toilet trip at 3 a.m. is not when the resident got going."""
+        kinds = [k.value for k in ACTIVITY_KINDS]
         start = datetime.combine(local_now.date(), time(0), tzinfo=local_now.tzinfo)
+        hh, mm = self.cfg.detection.rules.night_end.split(":")
+        morning = datetime.combine(local_now.date(), time(int(hh), int(mm)), tzinfo=local_now.tzinfo)
         end = local_now + timedelta(microseconds=1)
-        first, last, n = self.store.activity_between(start, end, (k.value for k in ACTIVITY_KINDS))
+        _, last, n = self.store.activity_between(start, end, kinds)
+        first, _, _ = self.store.activity_between(min(morning, end), end, kinds)
         alerts = tuple(self.store.alerts_between(start, end))
         return Day(local_now.date().isoformat(), first, last, n, alerts)
