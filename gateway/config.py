@@ -378,9 +378,10 @@ class BleConfig:
 
 
 def _phone_numbers(value: Any) -> str | None:
-    from gateway.notify.sms import check_recipients  # here: avoids an import cycle
-
-    return check_recipients(value)
+    for n in value:
+        if not re.match(r"^\+?[0-9]{3,20}$", n):
+            return f'phone numbers like "+8613800138000" (digits, optional leading +): {n!r}'
+    return None
 
 
 @dataclass(frozen=True, slots=True)

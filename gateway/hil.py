@@ -671,18 +671,10 @@ class EmulatedBoard:
             if accel_rest is not None:
                 cmd.append("--accel-rest=" + ",".join(map(str, accel_rest)))  # "=": the values may be negative
             if bluez is not None:
-                from drivers.ble.pendant_protocol import (
-                    ACCEL_CHAR_UUID,
-                    BATTERY_LEVEL_UUID,
-                    CANCEL_CHAR_UUID,
-                    SERVICE_UUID,
-                )
+                from drivers.ble.pendant_protocol import GATT_SERVICES
 
                 bluez.add_device(self.fw.mac, "Anxin Pendant")
-                bluez.add_gatt(self.fw.mac, {
-                    SERVICE_UUID: [(ACCEL_CHAR_UUID, ("notify",)), (CANCEL_CHAR_UUID, ("read", "notify"))],
-                    "0000180f-0000-1000-8000-00805f9b34fb": [(BATTERY_LEVEL_UUID, ("read", "notify"))],
-                })
+                bluez.add_gatt(self.fw.mac, GATT_SERVICES)
         self.port = work / f"tty-{device}"
         self.adverts = 0
         self.notifications = 0
@@ -698,18 +690,7 @@ class EmulatedBoard:
         """Wait for the pty (serial), then forward stdout in a thread."""
         assert self.proc.stdout is not None
         if self.fw.transport == "serial":
-            try:
-                line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 20)
-            except TimeoutError:
-                self.proc.kill()
-                raise ConfigError(f"emulated {self.device} did not start") from None
-            try:
-                pty = json.loads(line)["pty"]
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(f"emulated {self.device} did not report its pty: {line!r}") from None
-            with contextlib.suppress(FileNotFoundError):
-                self.port.unlink()
-            self.port.symlink_to(pty)
+            await link_shim_pty(self.proc, self.device, self.port)
         self._reader = threading.Thread(target=self._read, name=f"hil-{self.device}", daemon=True)
         self._reader.start()
         if self.fw.gatt and self.bluez is not None:
@@ -774,16 +755,42 @@ class EmulatedBoard:
         self._stop.set()
         if self._link is not None:
             await asyncio.to_thread(self._link.join, 2)
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()  # the shim powers off when its stdin ends
-        try:
-            await asyncio.to_thread(self.proc.wait, 5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait)
-        if self._reader is not None:
-            await asyncio.to_thread(self._reader.join, 5)
+        await stop_shim(self.proc, self._reader)
+
+
+async def link_shim_pty(proc: subprocess.Popen[bytes], device: str, port: Path) -> None:
+    """Wait for a serial board's shim to report its pty and point ``port`` at it."""
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+    except TimeoutError:
+        proc.kill()
+        raise ConfigError(f"emulated {device} did not start") from None
+    try:
+        pty = json.loads(line)["pty"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"emulated {device} did not report its pty: {line!r}") from None
+    _relink(port, pty)
+
+
+def _relink(link: Path, target: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(target)
+
+
+async def stop_shim(proc: subprocess.Popen[bytes], reader: threading.Thread | None) -> None:
+    """Power a board off (the shim stops when its stdin ends), killing it if it hangs."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        await asyncio.to_thread(proc.wait, 5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
+    if reader is not None:
+        await asyncio.to_thread(reader.join, 5)
 
 
 def _prepare_recordings(scenario: Scenario, work: Path) -> dict[DeviceStep, Path]:

@@ -30,6 +30,7 @@ from gateway.config import Config
 from gateway.detect.base import Detector
 from gateway.health import HealthMonitor
 from gateway.model import Alert, AlertState, Reading, ReadingKind
+from gateway.notify.base import Notifier
 from gateway.notify.channels import build_notifiers
 from gateway.notify.daily import DailySummary
 from gateway.store import MB, Store
@@ -57,6 +58,8 @@ class UplinkLike(Protocol):
 
     # The gateway's own health for telemetry (set by the service when it watches it).
     gateway_health: Callable[[], dict[str, Any]] | None
+    # The local notifiers it escalates to; the daily summary goes out through them too.
+    notifiers: list[Notifier]
 
 
 UplinkFactory = Callable[[Config, Store], UplinkLike]
@@ -176,16 +179,19 @@ class Service:
             self._spawn("watchdog", self._watchdog, restart_on_return=True)
         if self.uplink is not None:
             self._spawn("uplink", self.uplink.run, restart_on_return=True)
+        assert self.astore is not None
         if self.cfg.health.enabled:
             monitor = HealthMonitor(self.cfg, self.store, self.raise_alert, self._change_state,
-                                    clock=self.clock, run_db=self._db)
+                                    clock=self.clock, run_db=self.astore.call)
             if self.uplink is not None:
                 self.uplink.gateway_health = monitor.snapshot
             self._spawn("health", monitor.run, restart_on_return=True)
         if self.cfg.notify.daily_summary_at is not None:
-            channels = [n for n in build_notifiers(self.cfg) if hasattr(n, "send_text")]
+            # The uplink's notifiers when there is one: one modem and one apprise per gateway.
+            notifiers = self.uplink.notifiers if self.uplink is not None else build_notifiers(self.cfg)
+            channels = [n for n in notifiers if hasattr(n, "send_text")]
             daily = DailySummary(self.cfg, self.store, channels,  # type: ignore[arg-type]
-                                 clock=self.clock, run_db=self._db)
+                                 clock=self.clock, run_db=self.astore.call)
             self._spawn("daily-summary", daily.run, restart_on_return=True)
 
     def _spawn(self, name: str, factory: Callable[[], object], *, restart_on_return: bool = False) -> None:
@@ -285,10 +291,6 @@ class Service:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        assert self.astore is not None
-        return await self.astore.call(fn, *args)
 
     async def _change_state(self, alert_id: str, state: AlertState) -> None:
         assert self.astore is not None

@@ -35,6 +35,13 @@ SERVICE_UUID = "7a6e0001-5f1c-4a7e-9f3b-616e78696e01"
 ACCEL_CHAR_UUID = "7a6e0002-5f1c-4a7e-9f3b-616e78696e01"  # notify: accelerometer frames
 CANCEL_CHAR_UUID = "7a6e0003-5f1c-4a7e-9f3b-616e78696e01"  # notify: 1 byte, 0x01 = "I'm OK"
 BATTERY_LEVEL_UUID = "00002a19-0000-1000-8000-00805f9b34fb"  # standard Battery Level, u8 %
+BATTERY_SERVICE_UUID = "0000180f-0000-1000-8000-00805f9b34fb"  # standard Battery service
+# The pendant's GATT database: service UUID -> [(characteristic UUID, flags)] (what the
+# firmware exports, and what rigs put into a mock BlueZ).
+GATT_SERVICES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    SERVICE_UUID: [(ACCEL_CHAR_UUID, ("notify",)), (CANCEL_CHAR_UUID, ("read", "notify"))],
+    BATTERY_SERVICE_UUID: [(BATTERY_LEVEL_UUID, ("read", "notify"))],
+}
 
 _HEAD = struct.Struct("<BBHBH")
 

@@ -35,10 +35,11 @@ import threading
 import tty
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
-from drivers.ble.pendant_protocol import ACCEL_CHAR_UUID, BATTERY_LEVEL_UUID, CANCEL_CHAR_UUID, SERVICE_UUID
+from drivers.ble.pendant_protocol import BATTERY_LEVEL_UUID, GATT_SERVICES
 from drivers.serial import mr60
+from gateway.hil import link_shim_pty, stop_shim
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent.parent
 BUTTON_MAC = "A4:C1:38:DE:00:01"
 DOOR_MAC = "A4:C1:38:DE:00:04"
 PENDANT_MAC = "A4:C1:38:DE:00:05"
-BATTERY_SERVICE_UUID = "0000180f-0000-1000-8000-00805f9b34fb"
 BUTTON_KEY_NAME = "button-demo"
 BUTTON_KEY = "7d3a9c0e51b24f86a0c9e2d4b6f81357"  # the demo button's bind key, not a real device's
 
@@ -141,14 +141,7 @@ class DemoBoard:
         """Wait for the pty (serial), then read stdout in a thread."""
         assert self.proc.stdout is not None
         if self.spec.transport == "serial":
-            line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 20)
-            try:
-                pty = json.loads(line)["pty"]
-            except (ValueError, KeyError, TypeError):
-                raise OSError(f"emulated {self.spec.device} did not report its pty: {line!r}") from None
-            with contextlib.suppress(FileNotFoundError):
-                self.port.unlink()
-            self.port.symlink_to(pty)
+            await link_shim_pty(self.proc, self.spec.device, self.port)
         elif self.spec.transport == "gatt" and self.bluez is not None:
             self.gatt = GattPeripheral(self.bluez, self.spec.mac, self.spec.name)
         elif self.bluez is not None:
@@ -187,16 +180,7 @@ class DemoBoard:
             self.proc.stdin.flush()
 
     async def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()  # the shim powers off when its stdin ends
-        try:
-            await asyncio.to_thread(self.proc.wait, 5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait)
-        if self._reader is not None:
-            await asyncio.to_thread(self._reader.join, 5)
+        await stop_shim(self.proc, self._reader)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         if self.gatt is not None:
@@ -215,16 +199,11 @@ class GattPeripheral:
     scan finds it.
     """
 
-    SERVICES: ClassVar[dict[str, list[tuple[str, tuple[str, ...]]]]] = {
-        SERVICE_UUID: [(ACCEL_CHAR_UUID, ("notify",)), (CANCEL_CHAR_UUID, ("read", "notify"))],
-        BATTERY_SERVICE_UUID: [(BATTERY_LEVEL_UUID, ("read", "notify"))],
-    }
-
     def __init__(self, bluez: Any, mac: str, name: str) -> None:
         self.bluez = bluez
         self.mac = mac
         bluez.add_device(mac, name)
-        bluez.add_gatt(mac, self.SERVICES)  # the rig's GATT database (gateway.hil.MockBlueZ)
+        bluez.add_gatt(mac, GATT_SERVICES)  # the rig's GATT database (gateway.hil.MockBlueZ)
         bluez.notify(mac, BATTERY_LEVEL_UUID, b"\x50")
         self._stop = threading.Event()
         self._beacon = threading.Thread(target=self._seen, name="demo-pendant-beacon", daemon=True)

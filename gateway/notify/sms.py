@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,7 +262,7 @@ class Modem:
             if b">" in self._buf:
                 self._buf = b""
                 return
-            for line in self._lines(keep_partial=True):
+            for line in self._lines(consume=False):  # the prompt has no newline
                 m = _FINAL_ERROR.match(line)
                 if m:
                     raise self._error(line, what)
@@ -285,11 +285,11 @@ class Modem:
                                        f"in {timeout_s:g} s")
             self._buf += self._read_some()
 
-    def _lines(self, *, keep_partial: bool = False) -> list[bytes]:
+    def _lines(self, *, consume: bool = True) -> list[bytes]:
+        """The complete lines in the buffer; ``consume`` leaves only the partial rest there."""
         *complete, rest = self._buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        if keep_partial:
-            return [ln.strip() for ln in complete if ln.strip()]
-        self._buf = rest
+        if consume:
+            self._buf = rest
         return [ln.strip() for ln in complete if ln.strip()]
 
     def _error(self, line: bytes, what: str) -> ModemError:
@@ -302,9 +302,3 @@ def mask_number(number: str) -> str:
     """A phone number for the log: enough to tell recipients apart, not to dial them."""
     return number[:-4].rstrip() + "****" if len(number) > 6 else "****"
 
-
-def check_recipients(numbers: Sequence[str]) -> str | None:
-    for n in numbers:
-        if not re.match(r"^\+?[0-9]{3,20}$", n):
-            return f'phone numbers like "+8613800138000" (digits, optional leading +): {n!r}'
-    return None
