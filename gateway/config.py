@@ -249,7 +249,7 @@ class InactivityConfig:
         default=720.0, metadata=meta(help="limit while asleep in bed (learning, and the cap)", min=30)
     )
     target_fa_per_day: float = field(
-        default=0.03,
+        default=0.02,
         metadata=meta(help="learned limits aim at this many false alarms a day", min=0.001, max=5),
     )
     min_samples: int = field(
@@ -271,6 +271,19 @@ class InactivityConfig:
     context_factor_max: float = field(
         default=2.0,
         metadata=meta(help="learned room/context factor on the hour's limit: highest", min=1, max=10),
+    )
+    day_busy_max_min: float = field(
+        default=105.0,
+        metadata=meta(
+            help="in the day, quiet after someone moved about or came in alarms after this at most (0: off)",
+            min=0,
+        ),
+    )
+    day_busy_from: str = field(
+        default="07:00", metadata=meta(help="day_busy_max_min applies from", check=_hhmm)
+    )
+    day_busy_to: str = field(
+        default="20:00", metadata=meta(help="day_busy_max_min applies until", check=_hhmm)
     )
 
 

@@ -114,6 +114,11 @@ class Run:
         return new
 
 
+def up(ts: datetime, sensor: str = "pir_kit") -> list[Reading]:
+    """Getting out of bed: the pad goes empty a minute before ``sensor`` sees the person."""
+    return [rd(ts - timedelta(minutes=1), "bed", False), rd(ts, sensor)]
+
+
 def types(alerts: Sequence[Alert]) -> list[AlertType]:
     return [a.type for a in alerts]
 
@@ -182,7 +187,8 @@ def test_profile_learning_default_then_learned() -> None:
 
 
 def test_inactivity_learning_limit_and_evidence() -> None:
-    det = InactivityDetector(make_cfg(), MemoryLearned())
+    # the configured day limit while learning (the daytime cap is tested on its own below)
+    det = InactivityDetector(make_cfg(inact={"day_busy_max_min": 0}), MemoryLearned())
     run = Run(det)
     t = T0 + timedelta(hours=10)
     run.feed([rd(t, "pir_kit"), rd(t + timedelta(minutes=1), "fridge")])
@@ -333,8 +339,10 @@ def test_inactivity_sticky_bed_overruled_by_activity_elsewhere() -> None:
     t = T0 + timedelta(hours=7)
     # the pad says occupied, but the person is in the kitchen: quiet at home, day limit
     run.feed([rd(t, "bed", True), rd(t + timedelta(minutes=30), "pir_kit")])
+    assert det.tracker.last.state == ASLEEP  # one sensor, once: a stir, not yet up
+    run.feed([rd(t + timedelta(minutes=33), "pir_kit")])  # still moving 3 min on: up
     assert det.tracker.last.state == HOME
-    assert types(run.until(t + timedelta(minutes=30 + 181))) == [AlertType.INACTIVITY]
+    assert types(run.until(t + timedelta(minutes=33 + 181))) == [AlertType.INACTIVITY]
 
 
 def synthetic_days(days: int, quiet_min: float = 40.0) -> list[Reading]:
@@ -370,7 +378,7 @@ def test_inactivity_learns_the_home_and_limits_follow() -> None:
     assert asleep.minutes == cfg.detection.inactivity.sleep_limit_min
     # the person stops at 10:30 on day 11: alarm within the learned limit
     stop = T0 + timedelta(days=10, hours=10, minutes=30)
-    run.feed([rd(stop, "pir_kit")])
+    run.feed(up(stop))
     got = run.until(stop + timedelta(hours=3))
     assert types(got) == [AlertType.INACTIVITY]
     assert got[0].ts - stop <= timedelta(minutes=lim.minutes + 1)
@@ -502,7 +510,7 @@ def test_not_up_out_of_the_bedroom_at_the_due_time_is_not_an_alarm() -> None:
     _det, run = rules_run(not_up=True, not_up_by="09:00", night_door=False)
     night_in_bed(run, T0)
     d1 = T0 + timedelta(days=1)
-    run.feed([rd(d1 + timedelta(hours=8, minutes=55), "pir_kit")])
+    run.feed(up(d1 + timedelta(hours=8, minutes=55)))
     assert run.until(d1 + timedelta(hours=12)) == []
 
 
@@ -511,12 +519,12 @@ def test_not_up_a_late_riser_moves_the_time_from_the_first_morning() -> None:
     assert det.not_up_time_min() == (9 * 60, "configured")
     night_in_bed(run, T0)
     d1 = T0 + timedelta(days=1)
-    run.feed([rd(d1 + timedelta(hours=8), "pir_kit")])  # up at 08:00: earlier than 09:00
+    run.feed(up(d1 + timedelta(hours=8)))  # up at 08:00: earlier than 09:00
     run.until(d1 + timedelta(hours=8, minutes=30))
     assert det.not_up_time_min() == (9 * 60, "configured")
     night_in_bed(run, d1)
     d2 = T0 + timedelta(days=2)
-    run.feed([rd(d2 + timedelta(hours=8, minutes=50), "pir_kit")])  # 08:50 + 60 min
+    run.feed(up(d2 + timedelta(hours=8, minutes=50)))  # 08:50 + 60 min
     run.until(d2 + timedelta(hours=9, minutes=30))
     assert det.not_up_time_min() == (9 * 60 + 50, "learned")
     night_in_bed(run, d2)
@@ -552,6 +560,8 @@ def test_tracker_contexts_of_quiet() -> None:
     assert det.tracker.last.state == ASLEEP
     assert det.tracker.last.context == ""
     det.feed(rd(bed + timedelta(minutes=30), "pir_liv"))
+    assert det.tracker.last.state == ASLEEP  # a lone stir
+    det.feed(rd(bed + timedelta(minutes=33), "pir_liv"))  # going on: someone is up
     assert det.tracker.last.state == HOME
     assert det.tracker.last.context == "bed"
     # the quiet periods were learned under their context and room keys
@@ -735,7 +745,7 @@ def test_getting_up_stretch_survives_restart(tmp_path: Path) -> None:
     run = Run(det)
     night_in_bed(run, T0)
     d1 = T0 + timedelta(days=1)
-    run.feed([rd(d1 + timedelta(hours=7, minutes=10), "pir_kit")])
+    run.feed(up(d1 + timedelta(hours=7, minutes=10)))
     store.close()
     store = _store(tmp_path / "u.db")
     det2 = RoutineRules(cfg, store)
@@ -858,3 +868,128 @@ def test_not_up_skipped_on_a_day_the_gateway_did_not_watch_the_morning() -> None
     # the next morning it has watched: a missed getting-up is reported as usual
     got = run.until(T0 + timedelta(days=1, hours=9, minutes=1))
     assert types(got) == [AlertType.NOT_UP]
+
+
+# --------------------------------------------------------------------------- stirs, day cap
+
+
+def test_a_lone_stir_while_asleep_is_not_getting_up() -> None:
+    """A kitchen PIR that fires at sunrise while the pad says asleep (kasteren2010 house B
+    does this most mornings): still asleep, no 90-minute inactivity alarm, no getting up
+    learned. A second sensor soon after, or the same one going on, is someone up."""
+    cfg = make_cfg(inact={"min_limit_min": 30}, rules={"not_up_by": "11:00", "night_door": False})
+    inact = InactivityDetector(cfg, MemoryLearned())
+    rules = RoutineRules(cfg, MemoryLearned())
+    runs = [Run(inact), Run(rules)]
+
+    def feed(rs: list[Reading]) -> None:
+        for run in runs:
+            run.feed(rs)
+
+    def until(t: datetime) -> list[AlertType]:
+        return [a for run in runs for a in types(run.until(t))]
+
+    night = T0 + timedelta(hours=23)
+    feed([rd(night, "pir_bed"), rd(night + timedelta(minutes=1), "bed", True)])
+    blip = T0 + timedelta(days=1, hours=6, minutes=20)
+    feed([rd(blip, "pir_kit"), rd(blip + timedelta(seconds=30), "pir_kit")])
+    assert inact.tracker.last is not None
+    assert inact.tracker.last.state == ASLEEP
+    assert inact.tracker.stir is not None
+    assert until(blip + timedelta(hours=3)) == []  # the day limit would have fired at 09:20
+    assert rules.up_start is None
+    assert rules.wake == []
+    # up at 10:00: the pad, then the kitchen; home again, and getting up is learned
+    feed(up(T0 + timedelta(days=1, hours=10)))
+    assert inact.tracker.last.state == HOME
+    assert inact.tracker.stir is None
+    until(T0 + timedelta(days=1, hours=10, minutes=30))
+    assert rules.wake == [((T0 + timedelta(days=1)).date().isoformat(), 10 * 60)]
+
+
+def test_a_stir_ends_with_a_second_sensor_or_when_it_goes_on() -> None:
+    det = InactivityDetector(make_cfg(), MemoryLearned())
+    t = T0 + timedelta(hours=5)
+    det.feed(rd(t, "bed", True))
+    det.feed(rd(t + timedelta(minutes=40), "pir_kit"))
+    assert det.tracker.last is not None
+    assert det.tracker.last.state == ASLEEP
+    det.feed(rd(t + timedelta(minutes=41), "fridge"))  # another sensor: someone is up
+    assert det.tracker.last.state == HOME
+    # asleep again; the same sensor still going 3 minutes after its first reading: up
+    t2 = t + timedelta(hours=1)
+    det.feed(rd(t2, "bed", True))
+    det.feed(rd(t2 + timedelta(minutes=40), "pir_liv"))
+    assert det.tracker.last.state == ASLEEP
+    det.feed(rd(t2 + timedelta(minutes=41), "pir_liv"))
+    assert det.tracker.last.state == ASLEEP
+    det.feed(rd(t2 + timedelta(minutes=43), "pir_liv"))
+    assert det.tracker.last.state == HOME
+    # not a stir when anything else moved within 15 minutes (the pad as they got up)
+    t3 = t2 + timedelta(hours=1)
+    det.feed(rd(t3, "bed", True))
+    det.feed(rd(t3 + timedelta(minutes=40), "bed", False))
+    det.feed(rd(t3 + timedelta(minutes=44), "pir_kit"))
+    assert det.tracker.last.state == HOME
+
+
+def test_a_stir_survives_a_restart(tmp_path: Path) -> None:
+    cfg = make_cfg()
+    store = _store(tmp_path / "s.db")
+    det = InactivityDetector(cfg, store)
+    t = T0 + timedelta(hours=5)
+    det.feed(rd(t, "bed", True))
+    det.feed(rd(t + timedelta(minutes=40), "pir_kit"))
+    det.persist()
+    store.close()
+    store = _store(tmp_path / "s.db")
+    det2 = InactivityDetector(cfg, store)
+    det2.restore()
+    assert det2.tracker.stir is not None
+    assert det2.tracker.stir.sensor_id == "pir_kit"
+    det2.feed(rd(t + timedelta(minutes=41), "pir_kit"))  # the same stir, one minute on
+    assert det2.tracker.last is not None
+    assert det2.tracker.last.state == ASLEEP
+    store.close()
+
+
+def test_day_busy_cap_after_moving_about_or_a_door_not_after_a_lone_sensor() -> None:
+    """In the day (07:00-20:00), quiet after someone moved about alarms after
+    ``day_busy_max_min`` at most, learned or not; after a lone sensor (settled in a chair, a
+    nap), in the evening, or asleep, the limit stands."""
+
+    def first_alarm(start: datetime, readings: list[Reading]) -> Alert:
+        det = InactivityDetector(make_cfg(inact={"day_busy_max_min": 105}), MemoryLearned())
+        run = Run(det)
+        run.feed(readings)
+        got = run.until(start + timedelta(hours=13))
+        assert types(got) == [AlertType.INACTIVITY]
+        return got[0]
+
+    t = T0 + timedelta(hours=10)
+    busy = first_alarm(t, [rd(t, "pir_kit"), rd(t + timedelta(minutes=1), "fridge")])
+    assert busy.evidence["context"] == "busy"
+    assert busy.evidence["limit_min"] == 105.0
+    assert busy.evidence["limit_source"] == "day_busy_max"
+    assert busy.ts - (t + timedelta(minutes=1)) <= timedelta(minutes=106)
+    came_in = [rd(t, "front"), rd(t + timedelta(seconds=5), "front", False)]
+    door = first_alarm(t, [*came_in, rd(t + timedelta(minutes=5), "pir_liv")])
+    assert door.evidence["context"] == "door"
+    assert door.evidence["limit_min"] == 105.0
+    lone = first_alarm(t, [rd(t, "pir_liv")])
+    assert lone.evidence["context"] == "lone"
+    assert lone.evidence["limit_min"] == 180.0  # the learning day limit
+    evening = T0 + timedelta(hours=20, minutes=30)
+    late = first_alarm(
+        evening, [rd(evening, "pir_kit"), rd(evening + timedelta(minutes=1), "fridge")]
+    )
+    assert late.evidence["limit_min"] == 180.0
+    nap = T0 + timedelta(hours=14)
+    asleep = first_alarm(nap, [rd(nap, "pir_bed"), rd(nap + timedelta(minutes=1), "bed", True)])
+    assert asleep.evidence["state"] == ASLEEP
+    assert asleep.evidence["limit_min"] == 720.0
+    # off: the learning limit again
+    det = InactivityDetector(make_cfg(inact={"day_busy_max_min": 0}), MemoryLearned())
+    run = Run(det)
+    run.feed([rd(t, "pir_kit"), rd(t + timedelta(minutes=1), "fridge")])
+    assert run.until(t + timedelta(minutes=170)) == []

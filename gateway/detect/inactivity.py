@@ -14,13 +14,15 @@ per quiet period; its evidence names the last activity, the limit and the histor
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.clock import Stamp
-from gateway.config import Config
+from gateway.config import Config, parse_hhmm
 from gateway.detect.profile import (
     AWAY,
+    HOME,
     Activity,
     HomeTracker,
     LearnedStore,
@@ -30,10 +32,18 @@ from gateway.detect.profile import (
     context_keys,
     find_entrance_door,
     hour_of_week,
+    in_window,
+    local_minutes,
 )
 from gateway.model import ACTIVITY_KINDS, Alert, AlertType, Reading, Sensor
 
 KEY = "routine.inactivity"
+DAY_BUSY = "day_busy_max"
+"""Limit source: the learned limit was longer than ``day_busy_max_min`` and was cut to it."""
+DAY_BUSY_CONTEXTS = ("busy", "door")
+"""Quiet after someone moved about, or came through the front door: in the day, never left
+longer than ``day_busy_max_min``. Quiet after a lone sensor (someone settled in a chair, a
+nap) or with a bed pad occupied keeps its learned limit."""
 PERSIST_EVERY = timedelta(minutes=10)
 
 
@@ -64,6 +74,8 @@ class InactivityDetector:
             bed_debounce_s=self.cfg.bed_debounce_s,
         )
         self.profile = QuietProfile(self.cfg)
+        self.day_busy_from = parse_hhmm(self.cfg.day_busy_from)
+        self.day_busy_to = parse_hhmm(self.cfg.day_busy_to)
         self.alarmed_for: float | None = None
         self._persisted_at: datetime | None = None
         self._dirty = False
@@ -144,9 +156,17 @@ class InactivityDetector:
         last = self.tracker.last
         if last is None or last.state == AWAY:
             return None
-        return self.profile.limit(
-            last.state, hour_of_week(last.ts, self.tz), keys_of(last)
-        )
+        lim = self.profile.limit(last.state, hour_of_week(last.ts, self.tz), keys_of(last))
+        cap = self.cfg.day_busy_max_min
+        if (
+            cap > 0
+            and lim.minutes > cap
+            and last.state == HOME
+            and last.context in DAY_BUSY_CONTEXTS
+            and in_window(local_minutes(last.ts, self.tz), self.day_busy_from, self.day_busy_to)
+        ):
+            return replace(lim, minutes=cap, source=DAY_BUSY)
+        return lim
 
     def deadline(self) -> datetime | None:
         """When the running quiet period will alarm (None: away, or already alarmed)."""

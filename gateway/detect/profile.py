@@ -52,6 +52,9 @@ RETURN_AFTER = timedelta(minutes=60)
 """The front door after this long with nothing inside since it last closed: a return."""
 RECENT = timedelta(minutes=15)
 """How far back the context of a quiet period looks (see :meth:`HomeTracker.context_of`)."""
+STIR = timedelta(minutes=2)
+"""While asleep, one sensor alone for this long, with nothing else within :data:`RECENT`
+before it, is a stir (see :meth:`HomeTracker._is_stir`), not someone up."""
 
 CONTEXTS = ("busy", "lone", "door", "bed")
 QUIET_Q = 0.9
@@ -179,6 +182,8 @@ class HomeTracker:
         self.door_ts: datetime | None = None
         self.arriving = False
         """The front door opened into an empty home and nothing inside has moved since."""
+        self.stir: Activity | None = None
+        """The first reading of a lone stir while asleep (see :data:`STIR`)."""
 
     def is_bed(self, reading: Reading) -> bool:
         s = self.sensors.get(reading.sensor_id)
@@ -274,6 +279,10 @@ class HomeTracker:
                 if cand is None or reading.ts - cand.ts > RETURN_WINDOW:
                     self.candidate = Activity(reading.ts, reading.sensor_id, "", AWAY)
                 state = AWAY
+        if state == HOME and self._is_stir(reading):
+            state = ASLEEP
+        else:
+            self.stir = None
         if state == ASLEEP:
             self.last_asleep_ts = reading.ts
         if reading.sensor_id == self.entrance_door:
@@ -289,6 +298,29 @@ class HomeTracker:
         )
         self.last = act
         return act
+
+    def _is_stir(self, reading: Reading) -> bool:
+        """A lone stir while asleep: a PIR that sees the morning sun or a pet, a sensor
+        glitch. One sensor, within :data:`STIR` of its first reading, with nothing else
+        within :data:`RECENT` before it (not even the bed pad, which someone getting out of
+        bed moves). The home stays asleep; the next reading of another sensor, or this one
+        going on past :data:`STIR`, says someone is up. The same idea as a lone event while
+        away (it takes two sensors to say someone is in)."""
+        last = self.last
+        if last is None or last.state != ASLEEP:
+            return False
+        others = [
+            sid
+            for sid, ts in self.recent.items()
+            if sid != reading.sensor_id and reading.ts - ts <= RECENT
+        ]
+        if others:
+            return False
+        stir = self.stir
+        if stir is None:
+            self.stir = Activity(reading.ts, reading.sensor_id, "", ASLEEP)
+            return True
+        return stir.sensor_id == reading.sensor_id and reading.ts - stir.ts <= STIR
 
     def _in_passage(self, ts: datetime) -> bool:
         """Within :data:`PASSAGE` after the front door went."""
@@ -324,6 +356,7 @@ class HomeTracker:
             "recent": {k: v.timestamp() for k, v in self.recent.items()},
             "door_ts": self.door_ts.timestamp() if self.door_ts else None,
             "arriving": self.arriving,
+            "stir": self.stir.to_json() if self.stir else None,
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
@@ -342,6 +375,7 @@ class HomeTracker:
             for k, v in data.get("recent", {}).items()
         }
         self.arriving = bool(data.get("arriving", False))
+        self.stir = Activity.from_json(data["stir"]) if data.get("stir") else None
         dt = data.get("door_ts")
         self.door_ts = datetime.fromtimestamp(float(dt), UTC) if dt is not None else None
 

@@ -274,7 +274,7 @@ class RoutineRules:
                 self.door_at = None
                 important = True
             room = self._room(sid)
-            if room not in self.bedrooms:
+            if room not in self.bedrooms and self.tracker.stir is None:  # a stir is no getting up
                 day = self._local_day(reading.ts).isoformat()
                 minutes = local_minutes(reading.ts, self.tz)
                 end_m = self.night_end.hour * 60 + self.night_end.minute
