@@ -462,8 +462,10 @@ class Subscriber:
         self.printer = on_message
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        # a persistent session, as a platform keeps: what the gateway publishes while this
+        # client is still reconnecting after a broker restart is queued for it, not lost
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hil-{os.getpid()}-{next(_SUBSCRIBERS)}",
-                                  protocol=mqtt.MQTTv311)
+                                  protocol=mqtt.MQTTv311, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)

@@ -78,8 +78,10 @@ class LocalBroker:
     async def _start_mosquitto(self) -> None:
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest none\n"
+            # persistence, as a real platform broker has: a subscriber's session and the QoS 1
+            # messages queued for it survive a broker restart (HIL and demo outages)
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self._dir.name}/\nlog_dest none\n"
         )
         binary = find_mosquitto()
         assert binary is not None
