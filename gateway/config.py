@@ -730,6 +730,12 @@ def _cross_check(ctx: _Ctx, cfg: Config) -> None:
         raise ctx.error(
             ("detection", "inactivity", "max_limit_min"), "must not be less than min_limit_min"
         )
+    inact = cfg.detection.inactivity
+    if 0 < inact.day_busy_max_min < inact.min_limit_min:
+        raise ctx.error(
+            ("detection", "inactivity", "day_busy_max_min"),
+            f"must be 0 (off) or at least min_limit_min ({inact.min_limit_min:g})",
+        )
     if cfg.storage.reserve_mb >= cfg.storage.budget_mb:
         raise ctx.error(("storage", "reserve_mb"), "must be smaller than budget_mb")
     for key in ("tls_ca", "tls_cert", "tls_key"):

@@ -273,6 +273,13 @@ CASES: dict[str, Case] = {
         '"gw 1"',
         ("got 'gw 1'", "expected gateway id"),
     ),
+    "day_cap_below_min_limit": Case(
+        "[detection.rules]",
+        "[detection.inactivity]\nday_busy_max_min = 60\n\n[detection.rules]",
+        "detection.inactivity.day_busy_max_min",
+        "day_busy_max_min",
+        ("must be 0 (off) or at least min_limit_min (90)",),
+    ),
     "section_not_a_table": Case(
         'secrets_file = "secrets.toml"\n',
         'secrets_file = "secrets.toml"\nlogging = "debug"\n',
