@@ -306,6 +306,12 @@ def main() -> int:
         help="augmented copies of every training recording (stretch, gain, noise)",
     )
     ap.add_argument(
+        "--augment-only",
+        choices=("all", "adl"),
+        default="all",
+        help="augment every training recording, or daily activities only",
+    )
+    ap.add_argument(
         "--stretch",
         type=_pair,
         default=(0.9, 1.1),
@@ -349,6 +355,8 @@ def main() -> int:
     for _ in range(args.augment):
         for rec, row in zip(recs, rows, strict=True):
             fall = row["is_fall"] == "1"
+            if fall and args.augment_only == "adl":
+                continue
             a = augment(rec, arng, args)
             starts = recording_windows(a, fall)
             peak = int(np.argmax(np.linalg.norm(a, axis=1))) if fall else None
@@ -374,6 +382,7 @@ def main() -> int:
         "late_negative_s": args.late_negative,
         "operating_point": args.operating_point,
         "augment": args.augment,
+        "augment_only": args.augment_only,
         "stretch": list(args.stretch),
         "gain": list(args.gain),
         "noise_g": args.noise_g,
