@@ -9,8 +9,10 @@ folds; each fold's model is scored on the recordings of subjects it never saw, w
 same windowing and candidate rule as the gateway (gateway.detect.fall_features), upright
 and with every recording randomly rotated. Results go to models/fall/cv_report.json.
 
-The model is an ensemble of ``--members`` small CNNs (seeds 7, 107, 207) whose mean logit
-is exported as one TFLite graph, so the gateway still runs one model. Positive windows hold
+The model is an ensemble of ``--members`` small CNNs (seeds 7, 107, ... 407) whose mean
+logit is exported as one TFLite graph, so the gateway still runs one model. Each daily
+activity is also trained on once more as another person might have done it (``--augment``:
+time-stretched, moved harder or more gently, a noisier sensor); falls are not augmented. Positive windows hold
 the impact 1.8-3.2 s into the 6 s window, i.e. with 2.8-4.2 s of its aftermath; windows
 whose impact is 5 s or more in (under a second of aftermath) are negative, so the model
 waits to see the wearer stay down before it calls a candidate.
@@ -47,7 +49,7 @@ from gateway.detect.fall_features import (  # noqa: E402 - after the sys.path li
     resample_200_to_50,
 )
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 SEED = 7
 
 
@@ -271,7 +273,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sisfall")
     ap.add_argument("--folds", type=int, default=5, help="subject folds for CV; 0 skips CV")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--members", type=int, default=3, help="networks in the ensemble (seeds)")
+    ap.add_argument("--members", type=int, default=5, help="networks in the ensemble (seeds)")
     ap.add_argument(
         "--neg-weight",
         type=float,
@@ -302,13 +304,13 @@ def main() -> int:
     ap.add_argument(
         "--augment",
         type=int,
-        default=0,
+        default=1,
         help="augmented copies of every training recording (stretch, gain, noise)",
     )
     ap.add_argument(
         "--augment-only",
         choices=("all", "adl"),
-        default="all",
+        default="adl",
         help="augment every training recording, or daily activities only",
     )
     ap.add_argument(
