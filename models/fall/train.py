@@ -9,8 +9,10 @@ folds; each fold's model is scored on the recordings of subjects it never saw, w
 same windowing and candidate rule as the gateway (gateway.detect.fall_features), upright
 and with every recording randomly rotated. Results go to models/fall/cv_report.json.
 
-The model is an ensemble of ``--members`` small CNNs (seeds 7, 107, 207) whose mean logit
-is exported as one TFLite graph, so the gateway still runs one model. Positive windows hold
+The model is an ensemble of ``--members`` small CNNs (seeds 7, 107, ... 407) whose mean
+logit is exported as one TFLite graph, so the gateway still runs one model. Each daily
+activity is also trained on once more as another person might have done it (``--augment``:
+time-stretched, moved harder or more gently, a noisier sensor); falls are not augmented. Positive windows hold
 the impact 1.8-3.2 s into the 6 s window, i.e. with 2.8-4.2 s of its aftermath; windows
 whose impact is 5 s or more in (under a second of aftermath) are negative, so the model
 waits to see the wearer stay down before it calls a candidate.
@@ -47,7 +49,7 @@ from gateway.detect.fall_features import (  # noqa: E402 - after the sys.path li
     resample_200_to_50,
 )
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 SEED = 7
 
 
@@ -64,6 +66,28 @@ def load(data_dir: Path) -> tuple[list[np.ndarray], list[dict[str, str]]]:
 HARD_NEGATIVES = "D10,D11,D13,D14,D18,D19"
 """Daily activities that look most like falls (sitting or lying down fast, collapsing into a
 chair, turning in bed, stumbling, jumping); ``--hard-weight`` weighs their windows more."""
+
+
+def augment(rec: np.ndarray, rng: np.random.Generator, args: argparse.Namespace) -> np.ndarray:
+    """One variant of a recording as another person (or another day) might have made it,
+    for training only: slower or faster (``--stretch``, resampled), moving harder or more
+    gently (``--gain`` on the dynamic part, around the ~0.25 s moving average the features
+    use, so posture and gravity stay), and a noisier sensor (``--noise-g``, per axis)."""
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import resample_poly
+
+    x = np.asarray(rec, np.float64)
+    lo, hi = args.stretch
+    up = round(50 * rng.uniform(lo, hi))
+    if up != 50:
+        x = resample_poly(x, up, 50, axis=0, padtype="line")
+    lo, hi = args.gain
+    gain = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    slow = uniform_filter1d(x, 13, axis=0, mode="nearest")
+    x = slow + gain * (x - slow)
+    if args.noise_g:
+        x = x + rng.normal(0.0, rng.uniform(0.0, args.noise_g), x.shape)
+    return x
 
 
 def recording_windows(rec: np.ndarray, is_fall: bool) -> np.ndarray:
@@ -239,12 +263,17 @@ def export(model, out: Path) -> str:  # type: ignore[no-untyped-def]
     return hashlib.sha256(blob).hexdigest()
 
 
+def _pair(text: str) -> tuple[float, float]:
+    lo, hi = (float(v) for v in text.split(","))
+    return lo, hi
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sisfall")
     ap.add_argument("--folds", type=int, default=5, help="subject folds for CV; 0 skips CV")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--members", type=int, default=3, help="networks in the ensemble (seeds)")
+    ap.add_argument("--members", type=int, default=5, help="networks in the ensemble (seeds)")
     ap.add_argument(
         "--neg-weight",
         type=float,
@@ -272,6 +301,36 @@ def main() -> int:
         default=0.98,
         help="ensemble probability that becomes 0.5 in the exported model (see card)",
     )
+    ap.add_argument(
+        "--augment",
+        type=int,
+        default=1,
+        help="augmented copies of every training recording (stretch, gain, noise)",
+    )
+    ap.add_argument(
+        "--augment-only",
+        choices=("all", "adl"),
+        default="adl",
+        help="augment every training recording, or daily activities only",
+    )
+    ap.add_argument(
+        "--stretch",
+        type=_pair,
+        default=(0.9, 1.1),
+        help="time-stretch range for --augment, e.g. 0.9,1.1 (>1: slower movement)",
+    )
+    ap.add_argument(
+        "--gain",
+        type=_pair,
+        default=(0.8, 1.25),
+        help="range of the gain on the dynamic part of the signal for --augment (log-uniform)",
+    )
+    ap.add_argument(
+        "--noise-g",
+        type=float,
+        default=0.02,
+        help="--augment adds Gaussian noise, its sd drawn from 0..this (g)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow threads (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "fall_detector.tflite")
     ap.add_argument("--report", type=Path, default=HERE / "cv_report.json")
@@ -292,6 +351,24 @@ def main() -> int:
         peak = int(np.argmax(np.linalg.norm(rec, axis=1))) if fall else None
         cache.append((starts, feats, peak))
     print(f"loaded {len(recs)} recordings, features in {time.time() - t0:.0f}s", flush=True)
+    # Augmented copies (training only): features of the windows training uses, no more.
+    train_cache, train_rows = list(cache), list(rows)
+    arng = np.random.default_rng(SEED + 1)
+    for _ in range(args.augment):
+        for rec, row in zip(recs, rows, strict=True):
+            fall = row["is_fall"] == "1"
+            if fall and args.augment_only == "adl":
+                continue
+            a = augment(rec, arng, args)
+            starts = recording_windows(a, fall)
+            peak = int(np.argmax(np.linalg.norm(a, axis=1))) if fall else None
+            idx, _ = window_labels(starts, peak, args)
+            starts = starts[idx]
+            feats = batch_features(np.stack([a[s : s + WINDOW] for s in starts]))
+            train_cache.append((starts, feats, peak))
+            train_rows.append(row)
+    if args.augment:
+        print(f"{args.augment} augmented copies ({time.time() - t0:.0f}s)", flush=True)
     subjects = sorted({r["subject"] for r in rows})
     report: dict[str, object] = {
         "version": VERSION,
@@ -306,6 +383,11 @@ def main() -> int:
         "impact_to_s": args.impact_to,
         "late_negative_s": args.late_negative,
         "operating_point": args.operating_point,
+        "augment": args.augment,
+        "augment_only": args.augment_only,
+        "stretch": list(args.stretch),
+        "gain": list(args.gain),
+        "noise_g": args.noise_g,
         "command": " ".join(sys.argv),
     }
     thresholds = (0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
@@ -316,7 +398,9 @@ def main() -> int:
         rng = np.random.default_rng(SEED)
         per_fold = []
         for k, held in enumerate(folds):
-            x, y, w = dataset(cache, rows, lambda r, h=held: r["subject"] not in h, args)
+            x, y, w = dataset(
+                train_cache, train_rows, lambda r, h=held: r["subject"] not in h, args
+            )
             print(f"fold {k}: held out {held}; {len(y)} windows, {int(y.sum())} fall", flush=True)
             members = fit(x, y, w, args, SEED + k)
             idx = [i for i, r in enumerate(rows) if r["subject"] in held]
@@ -363,9 +447,27 @@ def main() -> int:
         cv["lowest_fall_scores"] = {
             rows[i]["file"]: round(float(np.max(all_scores["upright"][i])), 5) for i in order[:30]
         }
+        # Margin: how far from the line the recordings are, by their highest window score
+        # (a recording raises a candidate at threshold t exactly when that score >= t).
+        for name in ("upright", "rotated"):
+            top = [float(np.max(sc)) for sc in all_scores[name]]
+            cv[f"margin_{name}"] = {
+                f"{who}_adl_recordings_above_{t}": sum(
+                    top[i] >= t
+                    for i, r in enumerate(rows)
+                    if r["is_fall"] == "0" and (who == "all" or r["age_group"] == who)
+                )
+                for who in ("all", "elderly")
+                for t in (0.5, 0.9, 0.98)
+            } | {
+                f"falls_below_{t}": sum(
+                    top[i] < t for i, r in enumerate(rows) if r["is_fall"] == "1"
+                )
+                for t in (0.5, 0.9, 0.98, 0.995)
+            }
         report["cv"] = cv
         print(json.dumps(cv, indent=1), flush=True)
-    x, y, w = dataset(cache, rows, lambda r: True, args)
+    x, y, w = dataset(train_cache, train_rows, lambda r: True, args)
     print(f"final model: {len(y)} windows, {int(y.sum())} fall", flush=True)
     model = exported_model(fit(x, y, w, args, SEED), args.operating_point)
     report["params"] = int(model.count_params())
