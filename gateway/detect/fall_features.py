@@ -17,7 +17,7 @@ FS_HZ = 50
 WINDOW = 300  # 6 s at 50 Hz: ~2 s before an impact and the ~3-4 s after it
 HOP = 25  # a new window every 0.5 s
 CHANNELS = 4
-_SMOOTH = 13  # ~0.25 s moving average: the slow (gravity + posture) part of the signal
+SMOOTH = 13  # ~0.25 s moving average: the slow (gravity + posture) part of the signal
 _REF = 25  # 0.5 s at each end of the window: the posture before and after
 MAG_CLIP_G = 8.0
 
@@ -51,7 +51,7 @@ def window_features(window_g: npt.ArrayLike) -> FloatArray:
     """
     w = np.asarray(window_g, dtype=np.float64)
     mag = np.linalg.norm(w, axis=1)
-    slow = _moving_average(w, _SMOOTH)
+    slow = _moving_average(w, SMOOTH)
     dyn = np.linalg.norm(w - slow, axis=1)
     u = _unit(slow)
     start = _unit(slow[:_REF].mean(axis=0))

@@ -6,7 +6,8 @@ the local hour of the week it began in, and under the room and context of the ac
 before it (see :mod:`gateway.detect.profile`). The limit for the quiet period now running
 is the hour's learned limit (a high quantile times a margin, or the tail fitted to aim at
 ``target_fa_per_day``) times the learned factor of that room and context, within the
-configured minimum and maximum; while the home has less than
+configured minimum and maximum (and, in the day, after someone moved about or came in, at
+most ``day_busy_max_min``); while the home has less than
 ``learning_days`` of history, the configured day, night and sleep limits apply. One alert
 per quiet period; its evidence names the last activity, the limit and the history behind it.
 """

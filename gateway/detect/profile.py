@@ -281,6 +281,8 @@ class HomeTracker:
                 state = AWAY
         if state == HOME and self._is_stir(reading):
             state = ASLEEP
+            if self.stir is None:
+                self.stir = Activity(reading.ts, reading.sensor_id, "", ASLEEP)
         else:
             self.stir = None
         if state == ASLEEP:
@@ -309,18 +311,15 @@ class HomeTracker:
         last = self.last
         if last is None or last.state != ASLEEP:
             return False
-        others = [
-            sid
+        if any(
+            sid != reading.sensor_id and reading.ts - ts <= RECENT
             for sid, ts in self.recent.items()
-            if sid != reading.sensor_id and reading.ts - ts <= RECENT
-        ]
-        if others:
+        ):
             return False
         stir = self.stir
-        if stir is None:
-            self.stir = Activity(reading.ts, reading.sensor_id, "", ASLEEP)
-            return True
-        return stir.sensor_id == reading.sensor_id and reading.ts - stir.ts <= STIR
+        return stir is None or (
+            stir.sensor_id == reading.sensor_id and reading.ts - stir.ts <= STIR
+        )
 
     def _in_passage(self, ts: datetime) -> bool:
         """Within :data:`PASSAGE` after the front door went."""

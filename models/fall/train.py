@@ -42,6 +42,7 @@ from gateway.detect.fall_features import (  # noqa: E402 - after the sys.path li
     CHANNELS,
     FS_HZ,
     HOP,
+    SMOOTH,
     WINDOW,
     batch_features,
     count_candidates,
@@ -83,7 +84,7 @@ def augment(rec: np.ndarray, rng: np.random.Generator, args: argparse.Namespace)
         x = resample_poly(x, up, 50, axis=0, padtype="line")
     lo, hi = args.gain
     gain = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    slow = uniform_filter1d(x, 13, axis=0, mode="nearest")
+    slow = uniform_filter1d(x, SMOOTH, axis=0, mode="nearest")
     x = slow + gain * (x - slow)
     if args.noise_g:
         x = x + rng.normal(0.0, rng.uniform(0.0, args.noise_g), x.shape)
